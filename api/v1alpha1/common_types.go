@@ -35,7 +35,7 @@ type ObjectName string
 // Version is an application version, used verbatim as the image tag.
 //
 // +kubebuilder:validation:MaxLength=128
-// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]*$')",message="must be a valid image tag: letters, digits, '_', '.' and '-', not starting with '.' or '-', at most 128 characters"
+// +kubebuilder:validation:XValidation:rule="self == ” || self.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]*$')",message="must be a valid image tag: letters, digits, '_', '.' and '-', not starting with '.' or '-', at most 128 characters"
 type Version string
 
 // ImageRepository is a container image without tag or digest; changegate

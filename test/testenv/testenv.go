@@ -12,9 +12,9 @@ import (
 	"runtime"
 	"strings"
 
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
