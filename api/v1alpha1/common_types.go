@@ -35,7 +35,7 @@ type ObjectName string
 // Version is an application version, used verbatim as the image tag.
 //
 // +kubebuilder:validation:MaxLength=128
-// +kubebuilder:validation:XValidation:rule="self == ” || self.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]*$')",message="must be a valid image tag: letters, digits, '_', '.' and '-', not starting with '.' or '-', at most 128 characters"
+// +kubebuilder:validation:XValidation:rule="self.size() == 0 || self.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]*$')",message="must be a valid image tag: letters, digits, '_', '.' and '-', not starting with '.' or '-', at most 128 characters"
 type Version string
 
 // ImageRepository is a container image without tag or digest; changegate
@@ -74,6 +74,12 @@ func (d Duration) GetOr(def time.Duration) time.Duration {
 	}
 	return parsed
 }
+
+// URL is an absolute http or https URL.
+//
+// +kubebuilder:validation:MaxLength=2048
+// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname().size() > 0",message="must be an absolute http or https URL, such as https://docs.example.org/release/14.7"
+type URL string
 
 // Username is a Kubernetes username as the API server authenticates it.
 //
@@ -191,9 +197,7 @@ type Check struct {
 type HTTPCheck struct {
 	// url to GET, http or https.
 	// +required
-	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="must be an absolute http or https URL"
-	URL string `json:"url"`
+	URL URL `json:"url"`
 
 	// expectedStatus is the HTTP status code that counts as a pass.
 	// +optional
@@ -226,9 +230,7 @@ type JobCheck struct {
 type PrometheusCheck struct {
 	// address of the Prometheus server, such as http://prometheus.monitoring:9090.
 	// +required
-	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="must be an absolute http or https URL"
-	Address string `json:"address"`
+	Address URL `json:"address"`
 
 	// query in PromQL, evaluated at the time of the attempt.
 	// +required

@@ -11,7 +11,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="self.val.version == oldSelf.val.version",message="val.version is immutable: one plan is one change; create a new plan for another version",fieldPath=".val.version"
 // +kubebuilder:validation:XValidation:rule="has(self.uat) == has(oldSelf.uat) && (!has(self.uat) || self.uat == oldSelf.uat)",message="uat is immutable: the approval rules of a change cannot be altered once it is filed",fieldPath=".uat"
 // +kubebuilder:validation:XValidation:rule="has(self.prod.decision) == has(oldSelf.prod.decision) && (!has(self.prod.decision) || self.prod.decision == oldSelf.prod.decision)",message="prod.decision is immutable: the go/no-go rules of a change cannot be altered once it is filed",fieldPath=".prod.decision"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.prod.version) || oldSelf.prod.version == ” || (has(self.prod.version) && self.prod.version == oldSelf.prod.version)",message="prod.version is immutable once set: create a new plan to promote another version",fieldPath=".prod.version"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.prod.version) || oldSelf.prod.version.size() == 0 || (has(self.prod.version) && self.prod.version == oldSelf.prod.version)",message="prod.version is immutable once set: create a new plan to promote another version",fieldPath=".prod.version"
 // +kubebuilder:validation:XValidation:rule="self.prod.targets.all(t, t.__namespace__ != self.val.__namespace__)",message="a PROD target cannot use the VAL namespace",fieldPath=".prod.targets"
 type UpgradePlanSpec struct {
 	// application is the name of the application being upgraded, for people
@@ -70,9 +70,7 @@ type Change struct {
 
 	// releaseNotes links to the vendor's release notes.
 	// +optional
-	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https']",message="must be an absolute http or https URL"
-	ReleaseNotes string `json:"releaseNotes,omitempty"`
+	ReleaseNotes URL `json:"releaseNotes,omitempty"`
 
 	// summary says in one line what the change is.
 	// +optional
@@ -273,7 +271,7 @@ type Window struct {
 	// day-of-month month day-of-week), such as "0 18 * * 5" for Fridays at 18:00.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
-	// +kubebuilder:validation:XValidation:rule="self.split(' ').filter(f, f != '').size() == 5",message="must be a cron schedule of five fields: minute hour day-of-month month day-of-week"
+	// +kubebuilder:validation:XValidation:rule="self.split(' ').filter(f, f.size() > 0).size() == 5",message="must be a cron schedule of five fields: minute hour day-of-month month day-of-week"
 	Schedule string `json:"schedule,omitempty"`
 
 	// duration of each recurring window.
