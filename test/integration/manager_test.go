@@ -1,0 +1,67 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
+)
+
+// waitForPlan polls the API server until done says the plan is as wanted.
+func waitForPlan(t *testing.T, key client.ObjectKey, timeout time.Duration, done func(*upgradesv1alpha1.UpgradePlan) bool) *upgradesv1alpha1.UpgradePlan {
+	t.Helper()
+	plan := &upgradesv1alpha1.UpgradePlan{}
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := k8s.Get(ctx, key, plan); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return done(plan), nil
+	})
+	if err != nil {
+		t.Fatalf("plan %s did not reach the wanted state within %s; status: %+v", key, timeout, plan.Status)
+	}
+	return plan
+}
+
+func TestManagerReconcilesPlans(t *testing.T) {
+	ns := createNamespace(t, "manager")
+	ctx := context.Background()
+	plan := planFromYAML(t, minimalPlan, ns, "observed")
+	if err := k8s.Create(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(plan)
+
+	observed := func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return p.Status.ObservedGeneration == p.Generation &&
+			meta.IsStatusConditionTrue(p.Status.Conditions, upgradesv1alpha1.ConditionReconciling)
+	}
+	got := waitForPlan(t, key, 30*time.Second, observed)
+	if got.Status.Phase != upgradesv1alpha1.PhasePending {
+		t.Errorf("a new plan shows phase %q; want Pending", got.Status.Phase)
+	}
+	reconciling := meta.FindStatusCondition(got.Status.Conditions, upgradesv1alpha1.ConditionReconciling)
+	if reconciling.ObservedGeneration != got.Generation {
+		t.Errorf("Reconciling was computed for generation %d; the plan is at %d", reconciling.ObservedGeneration, got.Generation)
+	}
+	if meta.IsStatusConditionTrue(got.Status.Conditions, upgradesv1alpha1.ConditionReady) {
+		t.Error("a plan that has not completed reports Ready=True")
+	}
+
+	// A spec change raises the generation; the manager must observe it too.
+	got.Spec.Paused = true
+	if err := k8s.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	after := waitForPlan(t, key, 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return p.Generation > got.Status.ObservedGeneration && observed(p)
+	})
+	if after.Status.ObservedGeneration < 2 {
+		t.Errorf("observedGeneration is %d after a spec change; want at least 2", after.Status.ObservedGeneration)
+	}
+}
