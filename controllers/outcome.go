@@ -4,6 +4,8 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
 )
 
 // outcomeKind is how a phase function ended.
@@ -42,6 +44,14 @@ func progressed(reason, message string) outcome {
 
 func waiting(after time.Duration, reason, message string) outcome {
 	return outcome{kind: outcomeWaiting, after: after, reason: reason, message: message}
+}
+
+func waitingForPerson(after time.Duration, reason, message string) outcome {
+	return outcome{kind: outcomeWaitingForPerson, after: after, reason: reason, message: message}
+}
+
+func finished(phase upgradesv1alpha1.Phase, message string) outcome {
+	return outcome{kind: outcomeFinished, reason: string(phase), message: message}
 }
 
 func stalled(reason, message string) outcome {

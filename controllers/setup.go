@@ -11,7 +11,10 @@ type Options struct {
 	// MaxConcurrentReconciles is how many plans are reconciled at once.
 	MaxConcurrentReconciles int
 	// Clock replaces the real clock, for tests.
-	Clock clock.Clock
+	Clock clock.PassiveClock
+	// SkipNameValidation allows several managers in one process, for tests
+	// that restart the manager.
+	SkipNameValidation bool
 }
 
 // Setup registers every changegate controller with the manager. main.go and
@@ -21,10 +24,14 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts.Clock = clock.RealClock{}
 	}
 	reconciler := &UpgradePlanReconciler{
-		Client:   mgr.GetClient(),
-		Scheme:   mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("changegate"),
-		Clock:    opts.Clock,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Scheme:    mgr.GetScheme(),
+		Recorder:  mgr.GetEventRecorder("changegate"),
+		Clock:     opts.Clock,
 	}
-	return reconciler.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles})
+	return reconciler.SetupWithManager(mgr, controller.Options{
+		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
+		SkipNameValidation:      &opts.SkipNameValidation,
+	})
 }

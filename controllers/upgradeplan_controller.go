@@ -1,12 +1,18 @@
-// Package controllers holds the UpgradePlan reconciler: setup and watches
-// here, one function per phase in upgradeplan_phases.go, and the status a
-// person reads, derived from recorded facts, in upgradeplan_status.go.
+// Package controllers holds the UpgradePlan reconciler: setup, Reconcile and
+// watches here; one function per phase in upgradeplan_phases.go; the recorded
+// steps in upgradeplan_steps.go; and the status a person reads, derived from
+// those facts, in upgradeplan_status.go.
 package controllers
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -14,18 +20,24 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
+	"github.com/changegate/changegate/internal/approval"
 )
 
 // UpgradePlanReconciler carries UpgradePlans from VAL to PROD.
 type UpgradePlanReconciler struct {
 	client.Client
-	Scheme   *runtime.Scheme
-	Recorder events.EventRecorder
-	// Clock is injected so that tests control time; the manager uses the
-	// real clock.
-	Clock clock.Clock
+	// APIReader reads from the API server, bypassing the cache, where acting
+	// on a stale object could repeat a side effect.
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
+	// Clock is injected so that tests control time.
+	Clock clock.PassiveClock
 }
 
 // +kubebuilder:rbac:groups=upgrades.changegate.dev,resources=upgradeplans,verbs=get;list;watch;update;patch
@@ -33,50 +45,240 @@ type UpgradePlanReconciler struct {
 // +kubebuilder:rbac:groups=upgrades.changegate.dev,resources=upgradeplans/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile moves one plan by at most one step. It reads the plan, runs the
-// function of the step the plan stands at, and patches the status once, on
-// the way out, from what that step recorded.
+// scope is what one reconcile of one plan works with.
+type scope struct {
+	plan *upgradesv1alpha1.UpgradePlan
+	// step is the current step, recorded in plan.Status.Steps.
+	step *upgradesv1alpha1.Step
+	now  time.Time
+}
+
+// environment is VAL or one PROD target: where components live and which
+// version they go to.
+type environment struct {
+	name      string
+	namespace string
+	version   upgradesv1alpha1.Version
+}
+
+func (s *scope) val() environment {
+	return environment{name: upgradesv1alpha1.EnvironmentVAL, namespace: string(s.plan.Spec.VAL.Namespace), version: s.plan.Spec.VAL.Version}
+}
+
+func (s *scope) target(name string) environment {
+	for _, t := range s.plan.Spec.PROD.Targets {
+		if string(t.Name) == name {
+			return environment{name: name, namespace: string(t.Namespace), version: s.plan.Spec.PROD.Version}
+		}
+	}
+	return environment{name: name}
+}
+
+func (s *scope) environments() []environment {
+	envs := []environment{s.val()}
+	for _, t := range s.plan.Spec.PROD.Targets {
+		envs = append(envs, s.target(string(t.Name)))
+	}
+	return envs
+}
+
+func (s *scope) requester() string { return s.plan.Annotations[upgradesv1alpha1.AnnotationRequestedBy] }
+
+// complete records how the current step ended.
+func (s *scope) complete(result upgradesv1alpha1.StepResult, reason, message string) {
+	completeStep(s.step, result, reason, message, s.now)
+}
+
+// Reconcile moves one plan by at most one step. It reads the plan from the
+// API server, runs the function of the step the plan stands at, and patches
+// the status once, on the way out, from what that step recorded.
 func (r *UpgradePlanReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	plan := &upgradesv1alpha1.UpgradePlan{}
-	if err := r.Get(ctx, req.NamespacedName, plan); err != nil {
+	// Read live: a step must never act on a status older than the one the
+	// previous reconcile wrote.
+	if err := r.APIReader.Get(ctx, req.NamespacedName, plan); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	s := &scope{plan: plan, now: r.Clock.Now()}
 	before := plan.DeepCopy()
 
 	var out outcome
 	defer func() {
-		if err := r.patchStatus(ctx, before, plan, out); err != nil {
-			if apierrors.IsConflict(err) {
-				// The plan changed since we read it; that change queues a new
-				// reconcile, which starts from the fresh object.
-				ctrl.LoggerFrom(ctx).V(1).Info("status patch conflicted; waiting for the newer plan")
-				return
-			}
+		err := r.patchStatus(ctx, before, plan, out)
+		switch {
+		case err == nil || apierrors.IsNotFound(err):
+		case apierrors.IsConflict(err):
+			// The plan changed since we read it; look again at the new one.
+			ctrlLog(ctx).V(1).Info("status patch conflicted; reconciling the newer plan")
+			result, retErr = ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		default:
 			retErr = errors.Join(retErr, err)
 		}
 	}()
 
-	out = r.reconcilePhase(ctx, plan)
+	out, before = r.reconcilePlan(ctx, s, before)
 	return out.result(), out.err
 }
 
-// patchStatus sets the derived status and writes it with one merge patch,
-// guarded by the resourceVersion read at the start of the reconcile.
+// reconcilePlan handles what comes before any step — the finalizer,
+// deletion, abort and pause — then runs the current step. It returns the
+// copy of the plan to diff the status against, renewed when it wrote the
+// plan's metadata.
+func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, before *upgradesv1alpha1.UpgradePlan) (outcome, *upgradesv1alpha1.UpgradePlan) {
+	plan := s.plan
+	deleting := !plan.DeletionTimestamp.IsZero()
+	if !deleting && !controllerutil.ContainsFinalizer(plan, upgradesv1alpha1.FinalizerRollback) {
+		if err := r.updateFinalizer(ctx, plan, controllerutil.AddFinalizer); err != nil {
+			return failedTransiently(err), before
+		}
+		before = plan.DeepCopy()
+	}
+
+	pos := locate(plan)
+	if deleting {
+		if pos.terminal != "" || len(touchedTargets(plan)) == 0 {
+			// Nothing in PROD is left changed: let the plan go.
+			if err := r.updateFinalizer(ctx, plan, controllerutil.RemoveFinalizer); err != nil {
+				return failedTransiently(err), before
+			}
+			return finished(pos.terminal, "the plan was deleted"), plan.DeepCopy()
+		}
+		if !rollingBack(plan) {
+			r.startRollback(s, pos, upgradesv1alpha1.ReasonAborted, "the plan was deleted while PROD was changed")
+			pos = locate(plan)
+		}
+	}
+	if pos.terminal != "" {
+		return finished(pos.terminal, ""), before
+	}
+
+	if reason, user, ok := approval.Abort(plan.Annotations); ok && !rollingBack(plan) {
+		plan.Status.Approvals, _ = approval.Record(plan.Status.Approvals, upgradesv1alpha1.Approval{
+			Kind: upgradesv1alpha1.ApprovalAbort, Reason: reason, User: user, At: metav1Now(s.now),
+		})
+		r.startRollback(s, pos, upgradesv1alpha1.ReasonAborted, fmt.Sprintf("aborted by %s: %s", orSomeone(user), reason))
+		pos = locate(plan)
+	}
+
+	s.step = pos.started
+	if s.step == nil {
+		if plan.Spec.Paused && !rollingBack(plan) {
+			return waitingForPerson(0, upgradesv1alpha1.ReasonPaused,
+				fmt.Sprintf("spec.paused holds the plan before %s; set it to false to go on", pos.current.name)), before
+		}
+		s.step = startStep(plan, pos.current, s.now)
+	}
+	return r.runStep(ctx, s), before
+}
+
+// startRollback ends the current step as failed and starts a rollback. It is
+// the one way into RollingBack for aborts and deletion; the steps' own
+// failures reach it through successor.
+func (r *UpgradePlanReconciler) startRollback(s *scope, pos position, reason, message string) {
+	if pos.started != nil {
+		completeStep(pos.started, upgradesv1alpha1.StepFailed, reason, message, s.now)
+	}
+	rollback := startStep(s.plan, stepRef{name: upgradesv1alpha1.StepRollBack}, s.now)
+	rollback.Reason, rollback.Message = reason, message
+}
+
+// updateFinalizer adds or removes the rollback finalizer with a patch of the
+// plan's metadata.
+func (r *UpgradePlanReconciler) updateFinalizer(ctx context.Context, plan *upgradesv1alpha1.UpgradePlan, change func(client.Object, string) bool) error {
+	original := plan.DeepCopy()
+	if !change(plan, upgradesv1alpha1.FinalizerRollback) {
+		return nil
+	}
+	status := plan.Status
+	err := r.Patch(ctx, plan, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{}))
+	// The patch response carries the stored status; keep the one being built.
+	plan.Status = status
+	return client.IgnoreNotFound(err)
+}
+
+// patchStatus derives the status a person reads and writes it with one merge
+// patch, guarded by the resourceVersion read at the start of the reconcile.
 func (r *UpgradePlanReconciler) patchStatus(ctx context.Context, before, plan *upgradesv1alpha1.UpgradePlan, out outcome) error {
-	now := r.Clock.Now()
-	setStatus(plan, out, now)
+	transition := setStatus(plan, out, r.Clock.Now())
 	if statusEqual(before, plan) {
 		return nil
 	}
 	patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
-	return r.Status().Patch(ctx, plan, patch)
+	if err := r.Status().Patch(ctx, plan, patch); err != nil {
+		return err
+	}
+	if transition != nil {
+		eventType := corev1.EventTypeNormal
+		if transition.warning {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(plan, nil, eventType, transition.reason, string(transition.phase), "%s", transition.message)
+	}
+	return nil
 }
 
-// SetupWithManager registers the reconciler and its watches.
+// workloadIndex indexes plans by what they watch: "<namespace>/<Kind>/<name>"
+// for each component's workload in every environment, and "<namespace>" for
+// every environment's namespace.
+const workloadIndex = "changegate.plan.watches"
+
+func indexPlan(obj client.Object) []string {
+	plan := obj.(*upgradesv1alpha1.UpgradePlan)
+	s := &scope{plan: plan}
+	var keys []string
+	for _, env := range s.environments() {
+		keys = append(keys, env.namespace)
+		for _, c := range plan.Spec.Components {
+			keys = append(keys, workloadKey(env.namespace, string(c.Kind), string(c.WorkloadName)))
+		}
+	}
+	return keys
+}
+
+func workloadKey(namespace, kind, name string) string { return namespace + "/" + kind + "/" + name }
+
+// plansWatching maps a watched object to the plans that name it.
+func (r *UpgradePlanReconciler) plansWatching(key func(client.Object) string) handler.MapFunc {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		var plans upgradesv1alpha1.UpgradePlanList
+		if err := r.List(ctx, &plans, client.MatchingFields{workloadIndex: key(obj)}); err != nil {
+			ctrlLog(ctx).Error(err, "listing the plans that watch an object", "object", client.ObjectKeyFromObject(obj))
+			return nil
+		}
+		requests := make([]reconcile.Request, 0, len(plans.Items))
+		for _, plan := range plans.Items {
+			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&plan)})
+		}
+		return requests
+	}
+}
+
+func byWorkload(kind upgradesv1alpha1.WorkloadKind) func(client.Object) string {
+	return func(obj client.Object) string { return workloadKey(obj.GetNamespace(), string(kind), obj.GetName()) }
+}
+
+// SetupWithManager registers the reconciler, its index and its watches. It
+// never owns an application's workloads: deleting a plan must not delete them.
 func (r *UpgradePlanReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &upgradesv1alpha1.UpgradePlan{}, workloadIndex, indexPlan); err != nil {
+		return fmt.Errorf("indexing plans by workload: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&upgradesv1alpha1.UpgradePlan{}).
 		Named("upgradeplan").
 		WithOptions(opts).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(upgradesv1alpha1.KindDeployment)))).
+		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(upgradesv1alpha1.KindStatefulSet)))).
+		Watches(&appsv1.DaemonSet{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(upgradesv1alpha1.KindDaemonSet)))).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(func(obj client.Object) string { return obj.GetName() }))).
 		Complete(r)
+}
+
+func ctrlLog(ctx context.Context) logr.Logger { return ctrl.LoggerFrom(ctx) }
+
+func orSomeone(user string) string {
+	if user == "" {
+		return "someone"
+	}
+	return user
 }

@@ -2,15 +2,358 @@ package controllers
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
+	"github.com/changegate/changegate/internal/approval"
+	"github.com/changegate/changegate/internal/window"
+	"github.com/changegate/changegate/internal/workload"
 )
 
-// reconcilePhase runs the function of the step the plan stands at.
-//
-// The phase engine that resolves workloads and walks VAL, approval, window
-// and PROD fills this in; until then every plan is accepted and reported as
-// Pending and Reconciling.
-func (r *UpgradePlanReconciler) reconcilePhase(_ context.Context, _ *upgradesv1alpha1.UpgradePlan) outcome {
-	return progressed(upgradesv1alpha1.ReasonProgressing, "Resolving components and PROD targets")
+// runStep runs the function of the current step. Each function reads what it
+// needs, performs at most one kind of side effect, records facts in the
+// plan's status, and returns an outcome.
+func (r *UpgradePlanReconciler) runStep(ctx context.Context, s *scope) outcome {
+	switch s.step.Name {
+	case upgradesv1alpha1.StepResolve:
+		return r.resolve(ctx, s)
+	case upgradesv1alpha1.StepUpgradeVAL:
+		return r.upgradeEnvironment(ctx, s, s.val())
+	case upgradesv1alpha1.StepVerifyVAL:
+		return r.verifyEnvironment(ctx, s, s.val())
+	case upgradesv1alpha1.StepRestoreVAL:
+		return r.restoreEnvironments(ctx, s, []environment{s.val()})
+	case upgradesv1alpha1.StepUATApproval:
+		return r.awaitUATApproval(s)
+	case upgradesv1alpha1.StepPromotion:
+		return r.awaitPromotion(s)
+	case upgradesv1alpha1.StepWindow:
+		return r.awaitWindow(s)
+	case upgradesv1alpha1.StepUpgradePROD:
+		return r.upgradeEnvironment(ctx, s, s.target(s.step.Target))
+	case upgradesv1alpha1.StepVerifyPROD:
+		return r.verifyEnvironment(ctx, s, s.target(s.step.Target))
+	case upgradesv1alpha1.StepDecision:
+		return r.awaitDecision(s)
+	case upgradesv1alpha1.StepComplete:
+		s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonSucceeded,
+			fmt.Sprintf("every PROD target runs %s", s.plan.Spec.PROD.Version))
+		return progressed(upgradesv1alpha1.ReasonSucceeded, "the plan completed")
+	case upgradesv1alpha1.StepRollBack:
+		return r.rollBack(ctx, s)
+	}
+	return stalled(upgradesv1alpha1.ReasonInvalidSpec, fmt.Sprintf("unknown step %q", s.step.Name))
+}
+
+// resolve (Pending) reads every namespace and every component's workload in
+// VAL and each PROD target. It changes nothing. It records the image each
+// component runs (status.previousImages) and each environment's version
+// (status.versions). A namespace that has not opted in, or a missing
+// workload or container, stalls the plan with a reason naming it.
+func (r *UpgradePlanReconciler) resolve(ctx context.Context, s *scope) outcome {
+	if err := window.Validate(s.plan.Spec.PROD.Window); err != nil {
+		return stalled(upgradesv1alpha1.ReasonInvalidSpec, err.Error())
+	}
+	var images []upgradesv1alpha1.RecordedImage
+	versions := map[string]string{}
+	for _, env := range s.environments() {
+		if out, ok := r.namespacePermitted(ctx, s, env.namespace); !ok {
+			return out
+		}
+		var tags []string
+		for _, component := range s.plan.Spec.Components {
+			obj, err := r.getWorkload(ctx, r.Client, env.namespace, component)
+			if apierrors.IsNotFound(err) {
+				return stalled(upgradesv1alpha1.ReasonWorkloadNotFound,
+					fmt.Sprintf("%s %s/%s of component %s not found in %s", component.Kind, env.namespace, component.WorkloadName, component.Name, env.name))
+			}
+			if err != nil {
+				return failedTransiently(err)
+			}
+			image, err := workload.ContainerImage(obj, string(component.Container))
+			if err != nil {
+				return stalled(upgradesv1alpha1.ReasonWorkloadNotFound,
+					fmt.Sprintf("%s %s/%s has no container %q (component %s)", component.Kind, env.namespace, component.WorkloadName, component.Container, component.Name))
+			}
+			images = append(images, upgradesv1alpha1.RecordedImage{Environment: env.name, Component: string(component.Name), Image: image})
+			if tag := workload.Tag(image); !slices.Contains(tags, tag) {
+				tags = append(tags, tag)
+			}
+		}
+		versions[env.name] = strings.Join(tags, ",")
+	}
+	s.plan.Status.PreviousImages = images
+	s.plan.Status.Versions = versions
+	s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonProgressing, "every component was found in VAL and PROD")
+	return progressed(upgradesv1alpha1.ReasonProgressing, "resolved every component")
+}
+
+// namespacePermitted checks the namespace's opt-in label; without it nothing
+// in that namespace is read further or changed.
+func (r *UpgradePlanReconciler) namespacePermitted(ctx context.Context, s *scope, namespace string) (outcome, bool) {
+	ns := &corev1.Namespace{}
+	if err := r.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return stalled(upgradesv1alpha1.ReasonNamespaceNotPermitted, fmt.Sprintf("namespace %s does not exist", namespace)), false
+		}
+		return failedTransiently(err), false
+	}
+	if ns.Labels[upgradesv1alpha1.LabelPlansFrom] != s.plan.Namespace {
+		return stalled(upgradesv1alpha1.ReasonNamespaceNotPermitted, fmt.Sprintf(
+			"namespace %s has not opted in to plans from %s: label it %s=%s",
+			namespace, s.plan.Namespace, upgradesv1alpha1.LabelPlansFrom, s.plan.Namespace)), false
+	}
+	return outcome{}, true
+}
+
+// upgradeEnvironment (UpgradingVAL, UpgradingPROD) sets each component's
+// container image to <image>:<version> in the environment, then waits for
+// the rollouts through the workload watches. It changes only that container's
+// image. It records the step's result: Succeeded once every rollout is
+// complete, Failed (RolloutFailed) when one fails.
+func (r *UpgradePlanReconciler) upgradeEnvironment(ctx context.Context, s *scope, env environment) outcome {
+	wanted := map[string]string{}
+	for _, component := range s.plan.Spec.Components {
+		wanted[string(component.Name)] = workload.ImageRef(component.Image, env.version)
+	}
+	rollouts, err := r.applyImages(ctx, s, env, wanted)
+	switch {
+	case err != nil:
+		return failedTransiently(err)
+	case len(rollouts.failed) > 0:
+		message := strings.Join(rollouts.failed, "; ")
+		s.complete(upgradesv1alpha1.StepFailed, upgradesv1alpha1.ReasonRolloutFailed, message)
+		return progressed(upgradesv1alpha1.ReasonRolloutFailed, message)
+	case len(rollouts.pending) > 0:
+		return waiting(r.rolloutTimer(s), upgradesv1alpha1.ReasonProgressing, strings.Join(rollouts.pending, "; "))
+	}
+	message := fmt.Sprintf("%s rolled out %s on every component", env.name, env.version)
+	s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonProgressing, message)
+	return progressed(upgradesv1alpha1.ReasonProgressing, message)
+}
+
+// verifyEnvironment (VerifyingVAL, VerifyingPROD) runs the environment's
+// checks. The built-in check, always present, is that every component still
+// runs the new version, fully rolled out. It changes nothing; it records the
+// step's result, and for VAL the validated version.
+func (r *UpgradePlanReconciler) verifyEnvironment(ctx context.Context, s *scope, env environment) outcome {
+	for _, component := range s.plan.Spec.Components {
+		state, message, err := r.rollout(ctx, s, env.namespace, component, workload.ImageRef(component.Image, env.version))
+		if err != nil {
+			return failedTransiently(err)
+		}
+		switch state {
+		case workload.RolloutFailed:
+			s.complete(upgradesv1alpha1.StepFailed, upgradesv1alpha1.ReasonCheckFailed, message)
+			return progressed(upgradesv1alpha1.ReasonCheckFailed, message)
+		case workload.RolloutProgressing:
+			return waiting(0, upgradesv1alpha1.ReasonProgressing, message)
+		}
+	}
+	if env.name == upgradesv1alpha1.EnvironmentVAL {
+		s.plan.Status.ValidatedVersion = string(env.version)
+	}
+	message := fmt.Sprintf("%s runs %s on every component", env.name, env.version)
+	s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonChecksPassing, message)
+	return progressed(upgradesv1alpha1.ReasonChecksPassing, message)
+}
+
+// restoreEnvironments (RollingBack) sets every component of the environments
+// back to the image it ran before the plan, recorded in
+// status.previousImages, and waits for the rollouts. A restore that does not
+// roll out keeps waiting: there is nothing safer to go back to. It records
+// Succeeded once every environment is back.
+func (r *UpgradePlanReconciler) restoreEnvironments(ctx context.Context, s *scope, envs []environment) outcome {
+	var pending, names []string
+	for _, env := range envs {
+		names = append(names, env.name)
+		wanted := map[string]string{}
+		for _, image := range s.plan.Status.PreviousImages {
+			if image.Environment == env.name {
+				wanted[image.Component] = image.Image
+			}
+		}
+		rollouts, err := r.applyImages(ctx, s, env, wanted)
+		if err != nil {
+			return failedTransiently(err)
+		}
+		pending = append(append(pending, rollouts.failed...), rollouts.pending...)
+	}
+	if len(pending) > 0 {
+		return waiting(r.rolloutTimer(s), upgradesv1alpha1.ReasonProgressing, "restoring: "+strings.Join(pending, "; "))
+	}
+	message := fmt.Sprintf("restored %s to the images recorded before the plan", strings.Join(names, ", "))
+	s.complete(upgradesv1alpha1.StepSucceeded, s.step.Reason, message)
+	return progressed(upgradesv1alpha1.ReasonProgressing, message)
+}
+
+// rollBack (RollingBack) restores every PROD target the plan touched, last
+// first. With none touched it records Skipped and the plan ends Failed.
+func (r *UpgradePlanReconciler) rollBack(ctx context.Context, s *scope) outcome {
+	touched := touchedTargets(s.plan)
+	if len(touched) == 0 {
+		s.complete(upgradesv1alpha1.StepSkipped, s.step.Reason, s.step.Message+"; PROD was not changed")
+		return progressed(s.step.Reason, "nothing in PROD to roll back")
+	}
+	envs := make([]environment, 0, len(touched))
+	for i := len(touched) - 1; i >= 0; i-- {
+		envs = append(envs, s.target(string(touched[i].Name)))
+	}
+	return r.restoreEnvironments(ctx, s, envs)
+}
+
+// rollouts sorts the components of one environment by how their rollout
+// stands, with a sentence for each that is not complete.
+type rollouts struct {
+	failed, pending []string
+}
+
+// applyImages patches, where it differs, each component's container to the
+// wanted image (component name → image) and reports the rollouts.
+func (r *UpgradePlanReconciler) applyImages(ctx context.Context, s *scope, env environment, wanted map[string]string) (rollouts, error) {
+	var result rollouts
+	for _, component := range s.plan.Spec.Components {
+		image, ok := wanted[string(component.Name)]
+		if !ok {
+			continue
+		}
+		if err := r.setImage(ctx, env.namespace, component, image); err != nil {
+			return result, err
+		}
+		state, message, err := r.rollout(ctx, s, env.namespace, component, image)
+		if err != nil {
+			return result, err
+		}
+		switch state {
+		case workload.RolloutFailed:
+			result.failed = append(result.failed, message)
+		case workload.RolloutProgressing:
+			result.pending = append(result.pending, message)
+		}
+	}
+	return result, nil
+}
+
+// rolloutTimer is when to look again at a rollout that sends no event when
+// it runs out of time: StatefulSets and DaemonSets have no progress deadline
+// of their own.
+func (r *UpgradePlanReconciler) rolloutTimer(s *scope) time.Duration {
+	for _, component := range s.plan.Spec.Components {
+		if component.Kind != upgradesv1alpha1.KindDeployment {
+			return max(time.Second, s.step.StartedAt.Add(workload.DefaultRolloutDeadline+time.Second).Sub(s.now))
+		}
+	}
+	return 0
+}
+
+// awaitUATApproval (AwaitingUATApproval) reads the UAT annotations. It
+// changes nothing. It appends each approval it has not seen to
+// status.approvals, and completes once requiredApprovals distinct users
+// approved spec.val.version.
+func (r *UpgradePlanReconciler) awaitUATApproval(s *scope) outcome {
+	plan := s.plan
+	required, approvers := int32(1), (*upgradesv1alpha1.Approvers)(nil)
+	if plan.Spec.UAT != nil {
+		required, approvers = max(1, plan.Spec.UAT.RequiredApprovals), plan.Spec.UAT.Approvers
+	}
+	version := string(plan.Spec.VAL.Version)
+	users := approval.UATApprovers(plan.Annotations, version, s.requester(), approvers)
+	for _, user := range users {
+		plan.Status.Approvals, _ = approval.Record(plan.Status.Approvals, upgradesv1alpha1.Approval{
+			Kind: upgradesv1alpha1.ApprovalUAT, Version: version, User: user, At: metav1.NewTime(s.now),
+		})
+	}
+	if int32(len(users)) < required {
+		return waitingForPerson(0, upgradesv1alpha1.ReasonAwaitingApproval, fmt.Sprintf(
+			"%d of %d UAT approvals for version %s; an approver runs: kubectl changegate approve %s -n %s",
+			len(users), required, version, plan.Name, plan.Namespace))
+	}
+	message := fmt.Sprintf("version %s approved by %s", version, strings.Join(users, ", "))
+	s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonSucceeded, message)
+	return progressed(upgradesv1alpha1.ReasonProgressing, message)
+}
+
+// awaitPromotion (AwaitingPromotion) reads spec.prod.version. It changes
+// nothing. It completes when the version equals the one validated in VAL;
+// an empty version waits for a pipeline, a different one stalls the plan.
+func (r *UpgradePlanReconciler) awaitPromotion(s *scope) outcome {
+	plan := s.plan
+	switch version := string(plan.Spec.PROD.Version); version {
+	case "":
+		return waitingForPerson(0, upgradesv1alpha1.ReasonAwaitingPromotion,
+			fmt.Sprintf("spec.prod.version is empty: promote %s by setting it", plan.Status.ValidatedVersion))
+	case plan.Status.ValidatedVersion:
+		s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonProgressing, fmt.Sprintf("%s promoted to PROD", version))
+		return progressed(upgradesv1alpha1.ReasonProgressing, "promoted")
+	default:
+		return stalled(upgradesv1alpha1.ReasonPromotionBlocked, fmt.Sprintf(
+			"spec.prod.version %s is not the version validated in VAL (%s); only a validated version goes to PROD: create a new plan for %s",
+			version, plan.Status.ValidatedVersion, version))
+	}
+}
+
+// awaitWindow (AwaitingWindow) evaluates the window and freezes at the
+// current time. It changes nothing. It completes inside the window; before
+// it, it asks to be woken exactly when the window opens or a freeze ends; a
+// missed one-off window stalls the plan.
+func (r *UpgradePlanReconciler) awaitWindow(s *scope) outcome {
+	state := window.Evaluate(s.plan.Spec.PROD.Window, s.plan.Spec.PROD.Freezes, s.now)
+	switch {
+	case state.Open:
+		s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonProgressing, state.Message)
+		return progressed(upgradesv1alpha1.ReasonProgressing, state.Message)
+	case state.Missed:
+		return stalled(upgradesv1alpha1.ReasonWindowMissed, state.Message+"; set a new window in spec.prod.window")
+	}
+	return waiting(state.Next.Sub(s.now), upgradesv1alpha1.ReasonAwaitingWindow, state.Message)
+}
+
+// awaitDecision (AwaitingDecision) reads the decision.<target> annotations.
+// It changes nothing. It records the decision in status.approvals and
+// completes: Succeeded on go, Failed on no-go or when prod.decision.timeout
+// passes without one.
+func (r *UpgradePlanReconciler) awaitDecision(s *scope) outcome {
+	plan, target := s.plan, s.step.Target
+	var approvers *upgradesv1alpha1.Approvers
+	var timeout time.Duration
+	if d := plan.Spec.PROD.Decision; d != nil {
+		approvers, timeout = d.Approvers, d.Timeout.GetOr(0)
+	}
+	if decision, ok := approval.TargetDecision(plan.Annotations, target, s.requester(), approvers); ok {
+		value := upgradesv1alpha1.DecisionNoGo
+		if decision.Go {
+			value = upgradesv1alpha1.DecisionGo
+		}
+		plan.Status.Approvals, _ = approval.Record(plan.Status.Approvals, upgradesv1alpha1.Approval{
+			Kind: upgradesv1alpha1.ApprovalDecision, Target: target, Decision: value, User: decision.User, At: metav1.NewTime(s.now),
+		})
+		message := fmt.Sprintf("%s decided %s for %s", decision.User, value, target)
+		if decision.Go {
+			s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonSucceeded, message)
+		} else {
+			s.complete(upgradesv1alpha1.StepFailed, upgradesv1alpha1.ReasonNoGo, message)
+		}
+		return progressed(upgradesv1alpha1.ReasonProgressing, message)
+	}
+	if timeout > 0 {
+		deadline := s.step.StartedAt.Add(timeout)
+		if !s.now.Before(deadline) {
+			message := fmt.Sprintf("no go/no-go for %s within %s", target, timeout)
+			s.complete(upgradesv1alpha1.StepFailed, upgradesv1alpha1.ReasonDecisionTimeout, message)
+			return progressed(upgradesv1alpha1.ReasonDecisionTimeout, message)
+		}
+		return waitingForPerson(deadline.Sub(s.now), upgradesv1alpha1.ReasonAwaitingDecision, fmt.Sprintf(
+			"%s awaits its go/no-go until %s: kubectl changegate go|no-go %s --target %s -n %s",
+			target, deadline.UTC().Format(time.RFC3339), plan.Name, target, plan.Namespace))
+	}
+	return waitingForPerson(0, upgradesv1alpha1.ReasonAwaitingDecision, fmt.Sprintf(
+		"%s awaits its go/no-go: kubectl changegate go|no-go %s --target %s -n %s", target, plan.Name, target, plan.Namespace))
 }

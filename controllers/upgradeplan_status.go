@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -10,22 +12,130 @@ import (
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
 )
 
-// setStatus derives what a person reads — phase and the kstatus conditions —
-// from the recorded facts and the outcome of this reconcile.
-func setStatus(plan *upgradesv1alpha1.UpgradePlan, out outcome, now time.Time) {
+// transition is a phase change, told to people as an Event.
+type transition struct {
+	phase   upgradesv1alpha1.Phase
+	reason  string
+	message string
+	warning bool
+}
+
+// setStatus derives what a person reads — phase, current target, conditions
+// and history — from the recorded steps and the outcome of this reconcile.
+// It returns the phase change, if any.
+func setStatus(plan *upgradesv1alpha1.UpgradePlan, out outcome, now time.Time) *transition {
 	status := &plan.Status
 	if out.kind != outcomeError {
 		status.ObservedGeneration = plan.Generation
 	}
-	if status.Phase == "" {
-		status.Phase = upgradesv1alpha1.PhasePending
+	pos := locate(plan)
+	phase := pos.terminal
+	if phase == "" {
+		phase = phaseOf(pos.current.name)
+		status.CurrentTarget = pos.current.target
+	}
+	reason, message := out.reason, out.message
+	if pos.terminal != "" {
+		reason, message = terminalReason(plan, pos.terminal)
+	}
+	if reason == "" {
+		reason = upgradesv1alpha1.ReasonProgressing
 	}
 
-	reconciling := out.kind == outcomeProgressed || out.kind == outcomeWaiting || out.kind == outcomeError
-	setCondition(plan, upgradesv1alpha1.ConditionReconciling, reconciling, out.reason, out.message, now)
-	setCondition(plan, upgradesv1alpha1.ConditionStalled, out.kind == outcomeStalled, out.reason, out.message, now)
-	ready := status.Phase == upgradesv1alpha1.PhaseCompleted
-	setCondition(plan, upgradesv1alpha1.ConditionReady, ready, out.reason, out.message, now)
+	stalledNow := out.kind == outcomeStalled || phase == upgradesv1alpha1.PhaseFailed || phase == upgradesv1alpha1.PhaseRolledBack
+	reconciling := !stalledNow && pos.terminal == "" && out.kind != outcomeWaitingForPerson
+	setCondition(plan, upgradesv1alpha1.ConditionReady, phase == upgradesv1alpha1.PhaseCompleted, reason, message, now)
+	setCondition(plan, upgradesv1alpha1.ConditionReconciling, reconciling, reason, message, now)
+	setCondition(plan, upgradesv1alpha1.ConditionStalled, stalledNow, reason, message, now)
+	setDomainConditions(plan, now)
+
+	if phase == status.Phase {
+		return nil
+	}
+	status.Phase = phase
+	status.History = append(status.History, upgradesv1alpha1.HistoryEntry{At: metav1.NewTime(now), Phase: phase, Message: truncate(message, 1024)})
+	if over := len(status.History) - upgradesv1alpha1.MaxHistory; over > 0 {
+		status.History = status.History[over:]
+	}
+	warning := stalledNow || phase == upgradesv1alpha1.PhaseRollingBack
+	return &transition{phase: phase, reason: reason, message: fmt.Sprintf("%s: %s", phase, message), warning: warning}
+}
+
+// terminalReason explains a terminal phase from the steps that led to it.
+func terminalReason(plan *upgradesv1alpha1.UpgradePlan, phase upgradesv1alpha1.Phase) (string, string) {
+	steps := plan.Status.Steps
+	switch phase {
+	case upgradesv1alpha1.PhaseCompleted:
+		return upgradesv1alpha1.ReasonSucceeded, fmt.Sprintf("every PROD target runs %s", plan.Spec.PROD.Version)
+	case upgradesv1alpha1.PhaseRolledBack:
+		rollback := findStep(plan, upgradesv1alpha1.StepRollBack, "")
+		return whyRolledBack(plan), "rolled back: " + rollback.Message
+	}
+	// Failed: the first failed step says why.
+	for _, step := range steps {
+		if step.Result == upgradesv1alpha1.StepFailed {
+			return step.Reason, fmt.Sprintf("%s failed: %s", step.Name, step.Message)
+		}
+	}
+	return upgradesv1alpha1.ReasonFailed, "the plan failed"
+}
+
+// whyRolledBack is the reason of the failed step that started the rollback.
+func whyRolledBack(plan *upgradesv1alpha1.UpgradePlan) string {
+	rollback := findStep(plan, upgradesv1alpha1.StepRollBack, "")
+	if rollback != nil && rollback.Reason != "" && rollback.Reason != upgradesv1alpha1.ReasonProgressing {
+		return rollback.Reason
+	}
+	for i := len(plan.Status.Steps) - 1; i >= 0; i-- {
+		if step := plan.Status.Steps[i]; step.Result == upgradesv1alpha1.StepFailed {
+			return step.Reason
+		}
+	}
+	return upgradesv1alpha1.ReasonFailed
+}
+
+// setDomainConditions writes the conditions that say how far the change has
+// come: UATApproved, ChecksPassed and RolledBack, each once it applies.
+func setDomainConditions(plan *upgradesv1alpha1.UpgradePlan, now time.Time) {
+	if step := findStep(plan, upgradesv1alpha1.StepUATApproval, ""); step != nil {
+		if step.CompletedAt != nil {
+			setCondition(plan, upgradesv1alpha1.ConditionUATApproved, true, upgradesv1alpha1.ReasonSucceeded, step.Message, now)
+		} else {
+			setCondition(plan, upgradesv1alpha1.ConditionUATApproved, false, upgradesv1alpha1.ReasonAwaitingApproval,
+				fmt.Sprintf("waiting for approval of version %s", plan.Spec.VAL.Version), now)
+		}
+	}
+	if step := lastVerification(plan); step != nil {
+		where := upgradesv1alpha1.EnvironmentVAL
+		if step.Target != "" {
+			where = step.Target
+		}
+		switch step.Result {
+		case upgradesv1alpha1.StepSucceeded:
+			setCondition(plan, upgradesv1alpha1.ConditionChecksPassed, true, upgradesv1alpha1.ReasonChecksPassing, step.Message, now)
+		case upgradesv1alpha1.StepFailed:
+			setCondition(plan, upgradesv1alpha1.ConditionChecksPassed, false, step.Reason, step.Message, now)
+		default:
+			setCondition(plan, upgradesv1alpha1.ConditionChecksPassed, false, upgradesv1alpha1.ReasonProgressing, "checks running in "+where, now)
+		}
+	}
+	if step := findStep(plan, upgradesv1alpha1.StepRollBack, ""); step != nil {
+		done := step.CompletedAt != nil && step.Result == upgradesv1alpha1.StepSucceeded
+		message := step.Message
+		if !done {
+			message = "rolling back: " + strings.TrimPrefix(step.Message, "rolling back: ")
+		}
+		setCondition(plan, upgradesv1alpha1.ConditionRolledBack, done, whyRolledBack(plan), message, now)
+	}
+}
+
+func lastVerification(plan *upgradesv1alpha1.UpgradePlan) *upgradesv1alpha1.Step {
+	for i := len(plan.Status.Steps) - 1; i >= 0; i-- {
+		if s := &plan.Status.Steps[i]; s.Name == upgradesv1alpha1.StepVerifyVAL || s.Name == upgradesv1alpha1.StepVerifyPROD {
+			return s
+		}
+	}
+	return nil
 }
 
 // setCondition writes a condition with the plan's generation. The transition
@@ -39,7 +149,7 @@ func setCondition(plan *upgradesv1alpha1.UpgradePlan, conditionType string, valu
 		Type:               conditionType,
 		Status:             status,
 		Reason:             reason,
-		Message:            message,
+		Message:            truncate(message, 1024),
 		ObservedGeneration: plan.Generation,
 		LastTransitionTime: metav1.NewTime(now),
 	})
@@ -49,3 +159,5 @@ func setCondition(plan *upgradesv1alpha1.UpgradePlan, conditionType string, valu
 func statusEqual(before, after *upgradesv1alpha1.UpgradePlan) bool {
 	return equality.Semantic.DeepEqual(before.Status, after.Status)
 }
+
+func metav1Now(now time.Time) metav1.Time { return metav1.NewTime(now) }

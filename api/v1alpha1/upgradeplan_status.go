@@ -95,6 +95,12 @@ type Step struct {
 	// +optional
 	Result StepResult `json:"result,omitempty"`
 
+	// reason is a CamelCase word for why the step ended as it did, such as
+	// NoGo or RolloutFailed; the conditions carry it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason,omitempty"`
+
 	// message says what happened, for people.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
@@ -206,6 +212,26 @@ type CheckStatus struct {
 	LastRunAt *metav1.Time `json:"lastRunAt,omitempty"`
 }
 
+// EnvironmentVAL is the key of the VAL environment in status.versions,
+// status.checks and status.previousImages; PROD targets use their names.
+const EnvironmentVAL = "val"
+
+// RecordedImage is the image one component ran in one environment before
+// the plan changed it; restoring an environment sets these images back.
+type RecordedImage struct {
+	// environment is val or the name of a PROD target.
+	// +required
+	Environment string `json:"environment"`
+
+	// component is the name of the component.
+	// +required
+	Component string `json:"component"`
+
+	// image is the full image reference the container ran.
+	// +required
+	Image string `json:"image"`
+}
+
 // HistoryEntry is one line of the plan's history.
 type HistoryEntry struct {
 	// at is when it happened.
@@ -245,6 +271,13 @@ type UpgradePlanStatus struct {
 	// is val or a PROD target's name.
 	// +optional
 	Versions map[string]string `json:"versions,omitempty"`
+
+	// previousImages are the images every component ran in every
+	// environment when the plan resolved them, before anything changed.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=300
+	PreviousImages []RecordedImage `json:"previousImages,omitempty"`
 
 	// validatedVersion is the version verified in VAL.
 	// +optional

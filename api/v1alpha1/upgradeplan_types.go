@@ -185,6 +185,7 @@ type PRODEnvironment struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=8
 	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u.__namespace__ == t.__namespace__))",message="two targets use the same namespace"
+	// +kubebuilder:validation:XValidation:rule="self.all(t, t.name != 'val')",message="a PROD target cannot be named val: that name stands for the VAL environment in status"
 	Targets []Target `json:"targets"`
 
 	// window is when PROD may be changed. Without a window PROD may start at

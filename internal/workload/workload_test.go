@@ -19,8 +19,8 @@ func TestTag(t *testing.T) {
 		"localhost:5000/web":                        "",
 		"web":                                       "",
 		"web:latest":                                "latest",
-		"registry.example.org/web:14.7@sha256:abc":  "14.7",
-		"registry.example.org/web@sha256:abc":       "",
+		"registry.example.org/web:14.7@sha256:abc": "14.7",
+		"registry.example.org/web@sha256:abc":      "",
 	}
 	for image, want := range cases {
 		if got := Tag(image); got != want {

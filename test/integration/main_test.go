@@ -19,15 +19,19 @@ import (
 	"github.com/changegate/changegate/test/testenv"
 )
 
-// k8s is a client with cluster-admin rights, playing the user.
-var k8s client.Client
+var (
+	// k8s is a client with cluster-admin rights, playing the user.
+	k8s client.Client
+	// rollouts plays the workload controllers.
+	rollouts = &testenv.Rollouts{}
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	env, err := testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -54,6 +58,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	if err := controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 4}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := rollouts.SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

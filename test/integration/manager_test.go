@@ -37,17 +37,22 @@ func TestManagerReconcilesPlans(t *testing.T) {
 	}
 	key := client.ObjectKeyFromObject(plan)
 
+	// The plan's namespaces do not exist, so it stalls in Pending; what
+	// matters here is that the manager observed each generation.
 	observed := func(p *upgradesv1alpha1.UpgradePlan) bool {
 		return p.Status.ObservedGeneration == p.Generation &&
-			meta.IsStatusConditionTrue(p.Status.Conditions, upgradesv1alpha1.ConditionReconciling)
+			meta.IsStatusConditionTrue(p.Status.Conditions, upgradesv1alpha1.ConditionStalled)
 	}
 	got := waitForPlan(t, key, 30*time.Second, observed)
 	if got.Status.Phase != upgradesv1alpha1.PhasePending {
 		t.Errorf("a new plan shows phase %q; want Pending", got.Status.Phase)
 	}
-	reconciling := meta.FindStatusCondition(got.Status.Conditions, upgradesv1alpha1.ConditionReconciling)
-	if reconciling.ObservedGeneration != got.Generation {
-		t.Errorf("Reconciling was computed for generation %d; the plan is at %d", reconciling.ObservedGeneration, got.Generation)
+	stalledCondition := meta.FindStatusCondition(got.Status.Conditions, upgradesv1alpha1.ConditionStalled)
+	if stalledCondition.ObservedGeneration != got.Generation || stalledCondition.Reason != upgradesv1alpha1.ReasonNamespaceNotPermitted {
+		t.Errorf("Stalled is %s for generation %d; want NamespaceNotPermitted for generation %d", stalledCondition.Reason, stalledCondition.ObservedGeneration, got.Generation)
+	}
+	if meta.IsStatusConditionTrue(got.Status.Conditions, upgradesv1alpha1.ConditionReconciling) {
+		t.Error("a stalled plan reports Reconciling=True")
 	}
 	if meta.IsStatusConditionTrue(got.Status.Conditions, upgradesv1alpha1.ConditionReady) {
 		t.Error("a plan that has not completed reports Ready=True")
