@@ -31,7 +31,9 @@ const (
 	registry   = "registry.example.org/clinspark"
 )
 
-func image(component, version string) string { return fmt.Sprintf("%s/%s:%s", registry, component, version) }
+func image(component, version string) string {
+	return fmt.Sprintf("%s/%s:%s", registry, component, version)
+}
 
 // newApp creates the namespaces (opted in to plans from the plans namespace)
 // and, in each, a web Deployment with a sidecar, a db StatefulSet and an
@@ -81,7 +83,9 @@ func podTemplate(app, container, img string) corev1.PodTemplateSpec {
 }
 
 func (a *app) workloads(ns string) []client.Object {
-	selector := func(name string) *metav1.LabelSelector { return &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}} }
+	selector := func(name string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}
+	}
 	return []client.Object{
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "clinspark-web"}, Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](2), Selector: selector("web"), Template: podTemplate("web", "web", image("web", oldVersion))}},
