@@ -6,12 +6,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -22,8 +26,15 @@ import (
 var (
 	// k8s is a client with cluster-admin rights, playing the user.
 	k8s client.Client
-	// rollouts plays the workload controllers.
+	// rollouts plays the workload controllers, in a manager of its own that
+	// keeps running while the changegate manager is restarted.
 	rollouts = &testenv.Rollouts{}
+	// workloadPatches counts the patches changegate sent to workloads.
+	workloadPatches atomic.Int64
+	// restConfig reaches the test API server.
+	restConfig *rest.Config
+	// stopChangegate stops the running changegate manager.
+	stopChangegate func()
 )
 
 func TestMain(m *testing.M) {
@@ -42,40 +53,71 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
 		}
 	}()
+	restConfig = env.Config
 
-	k8s, err = client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
+	if k8s, err = client.New(env.Config, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	stopRollouts, err := startManager(func(mgr ctrl.Manager) error { return rollouts.SetupWithManager(mgr) }, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	defer stopRollouts()
+	if stopChangegate, err = startChangegate(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { stopChangegate() }()
+	return m.Run()
+}
 
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:  testenv.Scheme(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
+// startChangegate starts a changegate manager as main.go does, with a client
+// that counts its patches to workloads.
+func startChangegate() (func(), error) {
+	count := func(_ context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+		switch obj.(type) {
+		case *appsv1.Deployment, *appsv1.StatefulSet, *appsv1.DaemonSet:
+			workloadPatches.Add(1)
+		}
+		return c.Patch(context.Background(), obj, patch, opts...)
+	}
+	newClient := func(config *rest.Config, options client.Options) (client.Client, error) {
+		c, err := client.NewWithWatch(config, options)
+		if err != nil {
+			return nil, err
+		}
+		return interceptor.NewClient(c, interceptor.Funcs{Patch: count}), nil
+	}
+	return startManager(func(mgr ctrl.Manager) error {
+		return controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 4, SkipNameValidation: true})
+	}, newClient)
+}
+
+// startManager starts a manager on the test API server with what setup
+// registers, and returns a function that stops it and waits until it has.
+func startManager(setup func(ctrl.Manager) error, newClient client.NewClientFunc) (func(), error) {
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:    testenv.Scheme(),
+		Metrics:   metricsserver.Options{BindAddress: "0"},
+		NewClient: newClient,
 	})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, err
 	}
-	if err := controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 4}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := rollouts.SetupWithManager(mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	if err := setup(mgr); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
+	return func() {
 		cancel()
 		if err := <-done; err != nil {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
-	}()
-
-	return m.Run()
+	}, nil
 }
 
 // createNamespace makes a namespace for one test and removes it afterwards.
