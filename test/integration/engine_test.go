@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -53,6 +56,7 @@ func TestHappyPathThroughBothTargets(t *testing.T) {
 
 	decide(t, plan, "test", "go", "carol")
 	got = waitForPhase(t, plan, upgradesv1alpha1.PhaseCompleted, "")
+	expectOnlyImageChanged(t, a, "main")
 	for _, env := range []string{"val", "main", "test"} {
 		a.expectImages(t, env, newVersion)
 	}
@@ -96,6 +100,44 @@ func TestHappyPathThroughBothTargets(t *testing.T) {
 	})
 	if err != nil {
 		t.Error("no Event tells that the plan completed")
+	}
+}
+
+// expectOnlyImageChanged compares each workload's spec in env with the one
+// the app was created with: only the component container's image may differ.
+func expectOnlyImageChanged(t *testing.T, a *app, env string) {
+	t.Helper()
+	for _, original := range a.workloads(a.namespace[env]) {
+		live := original.DeepCopyObject().(client.Object)
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(original), live); err != nil {
+			t.Fatal(err)
+		}
+		var want, got any
+		switch w := live.(type) {
+		case *appsv1.Deployment:
+			o := original.(*appsv1.Deployment)
+			o.Spec.Template.Spec.Containers[0].Image = image("web", newVersion)
+			want, got = o.Spec.Template.Spec.Containers, w.Spec.Template.Spec.Containers
+			if *w.Spec.Replicas != *o.Spec.Replicas || !equality.Semantic.DeepEqual(w.Spec.Template.Labels, o.Spec.Template.Labels) {
+				t.Errorf("%s: replicas or pod labels changed", w.Name)
+			}
+		case *appsv1.StatefulSet:
+			o := original.(*appsv1.StatefulSet)
+			o.Spec.Template.Spec.Containers[0].Image = image("db", newVersion)
+			want, got = o.Spec.Template.Spec.Containers, w.Spec.Template.Spec.Containers
+		case *appsv1.DaemonSet:
+			o := original.(*appsv1.DaemonSet)
+			o.Spec.Template.Spec.Containers[0].Image = image("agent", newVersion)
+			want, got = o.Spec.Template.Spec.Containers, w.Spec.Template.Spec.Containers
+		}
+		// The API server fills defaults (pull policy, termination paths);
+		// compare the fields the app set.
+		for i, c := range got.([]corev1.Container) {
+			w := want.([]corev1.Container)[i]
+			if c.Name != w.Name || c.Image != w.Image || !equality.Semantic.DeepEqual(c.Env, w.Env) {
+				t.Errorf("%s/%s container %d is %s %s %v; want %s %s %v", env, live.GetName(), i, c.Name, c.Image, c.Env, w.Name, w.Image, w.Env)
+			}
+		}
 	}
 }
 
