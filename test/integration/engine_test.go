@@ -27,6 +27,16 @@ func create(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) {
 	}
 }
 
+// driveToDecision creates the plan, approves VAL and waits until MAIN awaits
+// its go/no-go.
+func driveToDecision(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) {
+	t.Helper()
+	create(t, plan)
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
+	approveUAT(t, plan, newVersion, "alice")
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+}
+
 func TestHappyPathThroughBothTargets(t *testing.T) {
 	a := newApp(t, "happy")
 	plan := a.plan("clinspark-14-7")
@@ -262,10 +272,7 @@ func TestFailedVALUpgradeRestoresVAL(t *testing.T) {
 func TestNoGoOnSecondTargetRestoresBoth(t *testing.T) {
 	a := newApp(t, "nogo")
 	plan := a.plan("no-go-test")
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+	driveToDecision(t, plan)
 	decide(t, plan, "main", "go", "carol")
 	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "test")
 	decide(t, plan, "test", "no-go", "carol")
@@ -280,10 +287,7 @@ func TestNoGoOnSecondTargetRestoresBoth(t *testing.T) {
 func TestNoGoOnMainLeavesTestUntouched(t *testing.T) {
 	a := newApp(t, "nogomain")
 	plan := a.plan("no-go-main")
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+	driveToDecision(t, plan)
 	decide(t, plan, "main", "no-go", "carol")
 	waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
 	a.expectImages(t, "main", oldVersion)
@@ -301,10 +305,7 @@ func TestDecisionTimeoutRollsBack(t *testing.T) {
 	a := newApp(t, "timeout")
 	plan := a.plan("decision-timeout")
 	plan.Spec.PROD.Decision = &upgradesv1alpha1.Decision{Timeout: "2s"}
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+	driveToDecision(t, plan)
 	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
 	a.expectImages(t, "main", oldVersion)
 	expectCondition(t, got, upgradesv1alpha1.ConditionRolledBack, metav1.ConditionTrue, upgradesv1alpha1.ReasonDecisionTimeout)
@@ -313,10 +314,7 @@ func TestDecisionTimeoutRollsBack(t *testing.T) {
 func TestAbortRollsBackPROD(t *testing.T) {
 	a := newApp(t, "abort")
 	plan := a.plan("aborted")
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+	driveToDecision(t, plan)
 	annotate(t, plan, upgradesv1alpha1.AnnotationAbort, "lab interface errors", upgradesv1alpha1.AnnotationAbortedBy, "dave")
 	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
 	a.expectImages(t, "main", oldVersion)
@@ -388,10 +386,7 @@ func TestPausedPlanStartsNothingNew(t *testing.T) {
 func TestDeletingAPlanRollsBackPRODFirst(t *testing.T) {
 	a := newApp(t, "delete")
 	plan := a.plan("deleted")
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+	driveToDecision(t, plan)
 	a.expectImages(t, "main", newVersion)
 	if err := k8s.Delete(context.Background(), plan); err != nil {
 		t.Fatal(err)
