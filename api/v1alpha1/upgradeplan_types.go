@@ -512,7 +512,3 @@ type UpgradePlanList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []UpgradePlan `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&UpgradePlan{}, &UpgradePlanList{})
-}

@@ -184,7 +184,3 @@ type UpgradeSnapshotList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []UpgradeSnapshot `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&UpgradeSnapshot{}, &UpgradeSnapshotList{})
-}
