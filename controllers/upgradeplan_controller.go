@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -154,7 +155,7 @@ func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, bef
 
 	if reason, user, ok := approval.Abort(plan.Annotations); ok && !rollingBack(plan) {
 		plan.Status.Approvals, _ = approval.Record(plan.Status.Approvals, upgradesv1alpha1.Approval{
-			Kind: upgradesv1alpha1.ApprovalAbort, Reason: reason, User: user, At: metav1Now(s.now),
+			Kind: upgradesv1alpha1.ApprovalAbort, Reason: reason, User: user, At: metav1.NewTime(s.now),
 		})
 		r.startRollback(s, pos, upgradesv1alpha1.ReasonAborted, fmt.Sprintf("aborted by %s: %s", orSomeone(user), reason))
 		pos = locate(plan)

@@ -159,5 +159,3 @@ func setCondition(plan *upgradesv1alpha1.UpgradePlan, conditionType string, valu
 func statusEqual(before, after *upgradesv1alpha1.UpgradePlan) bool {
 	return equality.Semantic.DeepEqual(before.Status, after.Status)
 }
-
-func metav1Now(now time.Time) metav1.Time { return metav1.NewTime(now) }

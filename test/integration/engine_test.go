@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -442,18 +443,14 @@ func reconcileCount(t *testing.T) float64 {
 }
 
 func updatePlanTyped(plan *upgradesv1alpha1.UpgradePlan, mutate func(*upgradesv1alpha1.UpgradePlan)) error {
-	fresh := &upgradesv1alpha1.UpgradePlan{}
-	for range 10 {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		fresh := &upgradesv1alpha1.UpgradePlan{}
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(plan), fresh); err != nil {
 			return err
 		}
 		mutate(fresh)
-		err := k8s.Update(context.Background(), fresh)
-		if !apierrors.IsConflict(err) {
-			return err
-		}
-	}
-	return nil
+		return k8s.Update(context.Background(), fresh)
+	})
 }
 
 func findStep(plan *upgradesv1alpha1.UpgradePlan, name upgradesv1alpha1.StepName, target string) *upgradesv1alpha1.Step {
