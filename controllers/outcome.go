@@ -20,7 +20,8 @@ const (
 	// outcomeWaitingForPerson: the plan waits for an approval or a decision;
 	// no timer unless a deadline applies.
 	outcomeWaitingForPerson
-	// outcomeStalled: only a person can unblock the plan; no retry loop.
+	// outcomeStalled: only a person can unblock the plan; no retry loop,
+	// except for a rollback, which carries on while Stalled.
 	outcomeStalled
 	// outcomeFinished: the plan reached a terminal phase.
 	outcomeFinished
@@ -68,7 +69,7 @@ func (o outcome) result() ctrl.Result {
 	case outcomeProgressed:
 		// The status patch that records the step triggers the next reconcile.
 		return ctrl.Result{}
-	case outcomeWaiting, outcomeWaitingForPerson:
+	case outcomeWaiting, outcomeWaitingForPerson, outcomeStalled:
 		return ctrl.Result{RequeueAfter: o.after}
 	default:
 		return ctrl.Result{}

@@ -1,8 +1,10 @@
 package controllers
 
 import (
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 )
 
@@ -24,14 +26,29 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts.Clock = clock.RealClock{}
 	}
 	reconciler := &UpgradePlanReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Scheme:    mgr.GetScheme(),
-		Recorder:  mgr.GetEventRecorder("changegate"),
-		Clock:     opts.Clock,
+		Client:                mgr.GetClient(),
+		APIReader:             mgr.GetAPIReader(),
+		Scheme:                mgr.GetScheme(),
+		Recorder:              mgr.GetEventRecorder("changegate"),
+		Clock:                 opts.Clock,
+		VolumeSnapshotsServed: served(mgr, &snapshotv1.VolumeSnapshot{}),
+	}
+	if !reconciler.VolumeSnapshotsServed {
+		mgr.GetLogger().Info("the cluster serves no snapshot.storage.k8s.io/v1 VolumeSnapshot API; plans that back up volumes will fail until it is installed and changegate restarted")
 	}
 	return reconciler.SetupWithManager(mgr, controller.Options{
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 		SkipNameValidation:      &opts.SkipNameValidation,
 	})
+}
+
+// served reports whether the API server serves the object's kind, so that a
+// watch on it can start.
+func served(mgr ctrl.Manager, obj client.Object) bool {
+	gvk, err := mgr.GetClient().GroupVersionKindFor(obj)
+	if err != nil {
+		return false
+	}
+	_, err = mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
+	return err == nil
 }

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,6 +41,9 @@ type UpgradePlanReconciler struct {
 	Recorder  events.EventRecorder
 	// Clock is injected so that tests control time.
 	Clock clock.PassiveClock
+	// VolumeSnapshotsServed is whether the cluster serves the CSI
+	// VolumeSnapshot API; without it, backups that need volume snapshots fail.
+	VolumeSnapshotsServed bool
 }
 
 // +kubebuilder:rbac:groups=upgrades.changegate.dev,resources=upgradeplans,verbs=get;list;watch;update;patch
@@ -137,8 +142,12 @@ func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, bef
 
 	pos := locate(plan)
 	if deleting {
-		if pos.terminal != "" || len(touchedTargets(plan)) == 0 {
-			// Nothing in PROD is left changed: let the plan go.
+		if pos.terminal != "" || !prodChanged(plan) {
+			// Nothing in PROD is left changed: delete what the plan created
+			// outside its namespace and let the plan go.
+			if err := r.deleteChildren(ctx, s); err != nil {
+				return failedTransiently(err), before
+			}
 			if err := r.updateFinalizer(ctx, plan, controllerutil.RemoveFinalizer); err != nil {
 				return failedTransiently(err), before
 			}
@@ -150,6 +159,11 @@ func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, bef
 		}
 	}
 	if pos.terminal != "" {
+		// The plan can no longer roll back: its snapshots now live as long
+		// as it does.
+		if err := r.releaseSnapshots(ctx, s); err != nil {
+			return failedTransiently(err), before
+		}
 		return finished(pos.terminal, ""), before
 	}
 
@@ -219,8 +233,9 @@ func (r *UpgradePlanReconciler) patchStatus(ctx context.Context, before, plan *u
 }
 
 // workloadIndex indexes plans by what they watch: "<namespace>/<Kind>/<name>"
-// for each component's workload in every environment, and "<namespace>" for
-// every environment's namespace.
+// for each component's workload in every environment and for what quiesce
+// names in every PROD target, and "<namespace>" for every environment's
+// namespace.
 const workloadIndex = "changegate.plan.watches"
 
 func indexPlan(obj client.Object) []string {
@@ -231,6 +246,16 @@ func indexPlan(obj client.Object) []string {
 		keys = append(keys, env.namespace)
 		for _, c := range plan.Spec.Components {
 			keys = append(keys, workloadKey(env.namespace, string(c.Kind), string(c.WorkloadName)))
+		}
+	}
+	if quiesce := plan.Spec.PROD.Quiesce; quiesce != nil {
+		for _, target := range plan.Spec.PROD.Targets {
+			for _, ref := range quiesce.ScaleDown {
+				keys = append(keys, workloadKey(string(target.Namespace), string(ref.Kind), string(ref.Name)))
+			}
+			for _, name := range quiesce.SuspendCronJobs {
+				keys = append(keys, workloadKey(string(target.Namespace), kindCronJob, string(name)))
+			}
 		}
 	}
 	return keys
@@ -254,8 +279,28 @@ func (r *UpgradePlanReconciler) plansWatching(key func(client.Object) string) ha
 	}
 }
 
-func byWorkload(kind upgradesv1alpha1.WorkloadKind) func(client.Object) string {
-	return func(obj client.Object) string { return workloadKey(obj.GetNamespace(), string(kind), obj.GetName()) }
+func byWorkload(kind string) func(client.Object) string {
+	return func(obj client.Object) string { return workloadKey(obj.GetNamespace(), kind, obj.GetName()) }
+}
+
+// planOfJob maps a Job to the plan that created it, or, for a Job a CronJob
+// started, to the plans whose quiesce waits for that CronJob's Jobs.
+func (r *UpgradePlanReconciler) planOfJob(ctx context.Context, obj client.Object) []reconcile.Request {
+	if request, ok := planOfChild(obj); ok {
+		return []reconcile.Request{request}
+	}
+	owner := metav1.GetControllerOf(obj)
+	if owner == nil || owner.Kind != kindCronJob {
+		return nil
+	}
+	return r.plansWatching(func(obj client.Object) string { return workloadKey(obj.GetNamespace(), kindCronJob, owner.Name) })(ctx, obj)
+}
+
+func planOfLabelledChild(_ context.Context, obj client.Object) []reconcile.Request {
+	if request, ok := planOfChild(obj); ok {
+		return []reconcile.Request{request}
+	}
+	return nil
 }
 
 // SetupWithManager registers the reconciler, its index and its watches. It
@@ -264,15 +309,21 @@ func (r *UpgradePlanReconciler) SetupWithManager(mgr ctrl.Manager, opts controll
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &upgradesv1alpha1.UpgradePlan{}, workloadIndex, indexPlan); err != nil {
 		return fmt.Errorf("indexing plans by workload: %w", err)
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	builder := ctrl.NewControllerManagedBy(mgr).
 		For(&upgradesv1alpha1.UpgradePlan{}).
 		Named("upgradeplan").
 		WithOptions(opts).
-		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(upgradesv1alpha1.KindDeployment)))).
-		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(upgradesv1alpha1.KindStatefulSet)))).
-		Watches(&appsv1.DaemonSet{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(upgradesv1alpha1.KindDaemonSet)))).
-		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(func(obj client.Object) string { return obj.GetName() }))).
-		Complete(r)
+		Owns(&upgradesv1alpha1.UpgradeSnapshot{}).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(string(upgradesv1alpha1.KindDeployment))))).
+		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(string(upgradesv1alpha1.KindStatefulSet))))).
+		Watches(&appsv1.DaemonSet{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(string(upgradesv1alpha1.KindDaemonSet))))).
+		Watches(&batchv1.CronJob{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(kindCronJob)))).
+		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(r.planOfJob)).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(func(obj client.Object) string { return obj.GetName() })))
+	if r.VolumeSnapshotsServed {
+		builder = builder.Watches(&snapshotv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(planOfLabelledChild))
+	}
+	return builder.Complete(r)
 }
 
 func ctrlLog(ctx context.Context) logr.Logger { return ctrl.LoggerFrom(ctx) }

@@ -37,6 +37,10 @@ func (r *UpgradePlanReconciler) runStep(ctx context.Context, s *scope) outcome {
 		return r.awaitPromotion(s)
 	case upgradesv1alpha1.StepWindow:
 		return r.awaitWindow(s)
+	case upgradesv1alpha1.StepQuiesce:
+		return r.quiesce(ctx, s)
+	case upgradesv1alpha1.StepBackup:
+		return r.backup(ctx, s)
 	case upgradesv1alpha1.StepUpgradePROD:
 		return r.upgradeEnvironment(ctx, s, s.target(s.step.Target))
 	case upgradesv1alpha1.StepVerifyPROD:
@@ -44,6 +48,9 @@ func (r *UpgradePlanReconciler) runStep(ctx context.Context, s *scope) outcome {
 	case upgradesv1alpha1.StepDecision:
 		return r.awaitDecision(s)
 	case upgradesv1alpha1.StepComplete:
+		if err := r.unquiesce(ctx, s); err != nil {
+			return failedTransiently(err)
+		}
 		s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonSucceeded,
 			fmt.Sprintf("every PROD target runs %s", s.plan.Spec.PROD.Version))
 		return progressed(upgradesv1alpha1.ReasonSucceeded, "the plan completed")
@@ -57,7 +64,8 @@ func (r *UpgradePlanReconciler) runStep(ctx context.Context, s *scope) outcome {
 // VAL and each PROD target. It changes nothing. It records the image each
 // component runs (status.previousImages) and each environment's version
 // (status.versions). A namespace that has not opted in, or a missing
-// workload or container, stalls the plan with a reason naming it.
+// workload, container or object that quiesce names, stalls the plan with a
+// reason naming it.
 func (r *UpgradePlanReconciler) resolve(ctx context.Context, s *scope) outcome {
 	if err := window.Validate(s.plan.Spec.PROD.Window); err != nil {
 		return stalled(upgradesv1alpha1.ReasonInvalidSpec, err.Error())
@@ -89,6 +97,15 @@ func (r *UpgradePlanReconciler) resolve(ctx context.Context, s *scope) outcome {
 			}
 		}
 		versions[env.name] = strings.Join(tags, ",")
+		if env.name == upgradesv1alpha1.EnvironmentVAL {
+			continue
+		}
+		if missing, err := r.missingQuiesceObject(ctx, s, env.namespace); err != nil || missing != "" {
+			if err != nil {
+				return failedTransiently(err)
+			}
+			return stalled(upgradesv1alpha1.ReasonWorkloadNotFound, fmt.Sprintf("%s, named in prod.quiesce, not found in %s", missing, env.name))
+		}
 	}
 	s.plan.Status.PreviousImages = images
 	s.plan.Status.Versions = versions
@@ -120,6 +137,10 @@ func (r *UpgradePlanReconciler) namespacePermitted(ctx context.Context, s *scope
 // image. It records the step's result: Succeeded once every rollout is
 // complete, Failed (RolloutFailed) when one fails.
 func (r *UpgradePlanReconciler) upgradeEnvironment(ctx context.Context, s *scope, env environment) outcome {
+	if env.name != upgradesv1alpha1.EnvironmentVAL && !snapshotVerified(s.plan, env.name) {
+		// Backup comes before every PROD upgrade; this guards the rule itself.
+		return stalled(upgradesv1alpha1.ReasonBackupFailed, fmt.Sprintf("refusing to change %s: it has no verified snapshot", env.name))
+	}
 	wanted := map[string]string{}
 	for _, component := range s.plan.Spec.Components {
 		wanted[string(component.Name)] = workload.ImageRef(component.Image, env.version)
@@ -175,13 +196,7 @@ func (r *UpgradePlanReconciler) restoreEnvironments(ctx context.Context, s *scop
 	var pending, names []string
 	for _, env := range envs {
 		names = append(names, env.name)
-		wanted := map[string]string{}
-		for _, image := range s.plan.Status.PreviousImages {
-			if image.Environment == env.name {
-				wanted[image.Component] = image.Image
-			}
-		}
-		rollouts, err := r.applyImages(ctx, s, env, wanted)
+		rollouts, err := r.applyImages(ctx, s, env, previousImages(s.plan, env.name))
 		if err != nil {
 			return failedTransiently(err)
 		}
@@ -193,21 +208,6 @@ func (r *UpgradePlanReconciler) restoreEnvironments(ctx context.Context, s *scop
 	message := fmt.Sprintf("restored %s to the images recorded before the plan", strings.Join(names, ", "))
 	s.complete(upgradesv1alpha1.StepSucceeded, s.step.Reason, message)
 	return progressed(upgradesv1alpha1.ReasonProgressing, message)
-}
-
-// rollBack (RollingBack) restores every PROD target the plan touched, last
-// first. With none touched it records Skipped and the plan ends Failed.
-func (r *UpgradePlanReconciler) rollBack(ctx context.Context, s *scope) outcome {
-	touched := touchedTargets(s.plan)
-	if len(touched) == 0 {
-		s.complete(upgradesv1alpha1.StepSkipped, s.step.Reason, s.step.Message+"; PROD was not changed")
-		return progressed(s.step.Reason, "nothing in PROD to roll back")
-	}
-	envs := make([]environment, 0, len(touched))
-	for i := len(touched) - 1; i >= 0; i-- {
-		envs = append(envs, s.target(string(touched[i].Name)))
-	}
-	return r.restoreEnvironments(ctx, s, envs)
 }
 
 // rollouts sorts the components of one environment by how their rollout

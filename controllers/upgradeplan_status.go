@@ -44,12 +44,18 @@ func setStatus(plan *upgradesv1alpha1.UpgradePlan, out outcome, now time.Time) *
 
 	stalledNow := out.kind == outcomeStalled || phase == upgradesv1alpha1.PhaseFailed || phase == upgradesv1alpha1.PhaseRolledBack
 	reconciling := !stalledNow && pos.terminal == "" && out.kind != outcomeWaitingForPerson
+	wasStalled := meta.IsStatusConditionTrue(status.Conditions, upgradesv1alpha1.ConditionStalled)
 	setCondition(plan, upgradesv1alpha1.ConditionReady, phase == upgradesv1alpha1.PhaseCompleted, reason, message, now)
 	setCondition(plan, upgradesv1alpha1.ConditionReconciling, reconciling, reason, message, now)
 	setCondition(plan, upgradesv1alpha1.ConditionStalled, stalledNow, reason, message, now)
 	setDomainConditions(plan, now)
 
 	if phase == status.Phase {
+		if stalledNow && !wasStalled {
+			// Stalled within a phase (a missing workload, a rollback over
+			// its deadline): people must hear of it as they do of a phase.
+			return &transition{phase: phase, reason: reason, message: fmt.Sprintf("%s: %s", phase, message), warning: true}
+		}
 		return nil
 	}
 	status.Phase = phase
@@ -95,8 +101,21 @@ func whyRolledBack(plan *upgradesv1alpha1.UpgradePlan) string {
 }
 
 // setDomainConditions writes the conditions that say how far the change has
-// come: UATApproved, ChecksPassed and RolledBack, each once it applies.
+// come: UATApproved, Quiesced, BackupReady, ChecksPassed and RolledBack,
+// each once it applies.
 func setDomainConditions(plan *upgradesv1alpha1.UpgradePlan, now time.Time) {
+	setQuiescedCondition(plan, now)
+	if step := findStep(plan, upgradesv1alpha1.StepBackup, ""); step != nil {
+		switch {
+		case step.CompletedAt == nil:
+			setCondition(plan, upgradesv1alpha1.ConditionBackupReady, false, upgradesv1alpha1.ReasonProgressing,
+				fmt.Sprintf("%d of %d PROD targets backed up and verified", len(plan.Status.Snapshots), len(plan.Spec.PROD.Targets)), now)
+		case step.Result == upgradesv1alpha1.StepSucceeded:
+			setCondition(plan, upgradesv1alpha1.ConditionBackupReady, true, upgradesv1alpha1.ReasonSucceeded, step.Message, now)
+		default:
+			setCondition(plan, upgradesv1alpha1.ConditionBackupReady, false, step.Reason, step.Message, now)
+		}
+	}
 	if step := findStep(plan, upgradesv1alpha1.StepUATApproval, ""); step != nil {
 		if step.CompletedAt != nil {
 			setCondition(plan, upgradesv1alpha1.ConditionUATApproved, true, upgradesv1alpha1.ReasonSucceeded, step.Message, now)
@@ -126,6 +145,27 @@ func setDomainConditions(plan *upgradesv1alpha1.UpgradePlan, now time.Time) {
 			message = "rolling back: " + strings.TrimPrefix(step.Message, "rolling back: ")
 		}
 		setCondition(plan, upgradesv1alpha1.ConditionRolledBack, done, whyRolledBack(plan), message, now)
+	}
+}
+
+// setQuiescedCondition says whether what quiesce names is stopped: True
+// from the end of Quiescing until the plan ends, when it runs again.
+func setQuiescedCondition(plan *upgradesv1alpha1.UpgradePlan, now time.Time) {
+	step := findStep(plan, upgradesv1alpha1.StepQuiesce, "")
+	if step == nil || len(plan.Status.Quiesced) == 0 {
+		return
+	}
+	pos := locate(plan)
+	switch {
+	case pos.terminal != "":
+		setCondition(plan, upgradesv1alpha1.ConditionQuiesced, false, upgradesv1alpha1.ReasonResumed,
+			quiescedNames(plan)+" run again as before the plan", now)
+	case step.CompletedAt == nil:
+		setCondition(plan, upgradesv1alpha1.ConditionQuiesced, false, upgradesv1alpha1.ReasonProgressing, "stopping "+quiescedNames(plan), now)
+	case step.Result == upgradesv1alpha1.StepSucceeded:
+		setCondition(plan, upgradesv1alpha1.ConditionQuiesced, true, upgradesv1alpha1.ReasonQuiesced, step.Message, now)
+	default:
+		setCondition(plan, upgradesv1alpha1.ConditionQuiesced, false, step.Reason, step.Message, now)
 	}
 }
 

@@ -42,7 +42,19 @@ func successor(plan *upgradesv1alpha1.UpgradePlan, done upgradesv1alpha1.Step) (
 	case upgradesv1alpha1.StepPromotion:
 		return stepRef{name: upgradesv1alpha1.StepWindow}, ""
 	case upgradesv1alpha1.StepWindow:
-		return stepRef{name: upgradesv1alpha1.StepUpgradePROD, target: string(plan.Spec.PROD.Targets[0].Name)}, ""
+		return stepRef{name: upgradesv1alpha1.StepQuiesce}, ""
+	case upgradesv1alpha1.StepQuiesce:
+		if ok {
+			return stepRef{name: upgradesv1alpha1.StepBackup}, ""
+		}
+		// The rollback of a plan that never touched a target only
+		// un-quiesces; the plan then ends Failed.
+		return stepRef{name: upgradesv1alpha1.StepRollBack}, ""
+	case upgradesv1alpha1.StepBackup:
+		if ok {
+			return stepRef{name: upgradesv1alpha1.StepUpgradePROD, target: string(plan.Spec.PROD.Targets[0].Name)}, ""
+		}
+		return stepRef{name: upgradesv1alpha1.StepRollBack}, ""
 	case upgradesv1alpha1.StepUpgradePROD:
 		if ok {
 			return stepRef{name: upgradesv1alpha1.StepVerifyPROD, target: done.Target}, ""
@@ -139,6 +151,12 @@ func touchedTargets(plan *upgradesv1alpha1.UpgradePlan) []upgradesv1alpha1.Targe
 	return touched
 }
 
+// prodChanged reports whether the plan has started changing PROD: from
+// Quiescing on, ending the plan means putting PROD back first.
+func prodChanged(plan *upgradesv1alpha1.UpgradePlan) bool {
+	return findStep(plan, upgradesv1alpha1.StepQuiesce, "") != nil
+}
+
 // rollingBack reports whether a rollback (of PROD or of VAL) was started.
 func rollingBack(plan *upgradesv1alpha1.UpgradePlan) bool {
 	return findStep(plan, upgradesv1alpha1.StepRollBack, "") != nil || findStep(plan, upgradesv1alpha1.StepRestoreVAL, "") != nil
@@ -187,7 +205,7 @@ func phaseOf(step upgradesv1alpha1.StepName) upgradesv1alpha1.Phase {
 	case upgradesv1alpha1.StepComplete:
 		return upgradesv1alpha1.PhaseCompleted
 	}
-	// RestoreVAL, RollBack and Unquiesce undo changes.
+	// RestoreVAL and RollBack undo changes.
 	return upgradesv1alpha1.PhaseRollingBack
 }
 

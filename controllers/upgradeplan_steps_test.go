@@ -25,6 +25,8 @@ func TestSuccessor(t *testing.T) {
 		uat      = upgradesv1alpha1.StepUATApproval
 		promote  = upgradesv1alpha1.StepPromotion
 		window   = upgradesv1alpha1.StepWindow
+		quiesce  = upgradesv1alpha1.StepQuiesce
+		backup   = upgradesv1alpha1.StepBackup
 		upPROD   = upgradesv1alpha1.StepUpgradePROD
 		verPROD  = upgradesv1alpha1.StepVerifyPROD
 		decision = upgradesv1alpha1.StepDecision
@@ -46,7 +48,11 @@ func TestSuccessor(t *testing.T) {
 		{"VAL verified", plan, upgradesv1alpha1.Step{Name: verVAL, Result: ok}, stepRef{name: uat}, ""},
 		{"approved", plan, upgradesv1alpha1.Step{Name: uat, Result: ok}, stepRef{name: promote}, ""},
 		{"promoted", plan, upgradesv1alpha1.Step{Name: promote, Result: ok}, stepRef{name: window}, ""},
-		{"window open: first target", plan, upgradesv1alpha1.Step{Name: window, Result: ok}, stepRef{name: upPROD, target: "main"}, ""},
+		{"window open: quiesce", plan, upgradesv1alpha1.Step{Name: window, Result: ok}, stepRef{name: quiesce}, ""},
+		{"quiesced: back up", plan, upgradesv1alpha1.Step{Name: quiesce, Result: ok}, stepRef{name: backup}, ""},
+		{"quiesce failed: un-quiesce", plan, upgradesv1alpha1.Step{Name: quiesce, Result: failed}, stepRef{name: rollback}, ""},
+		{"backed up: first target", plan, upgradesv1alpha1.Step{Name: backup, Result: ok}, stepRef{name: upPROD, target: "main"}, ""},
+		{"backup failed: un-quiesce", plan, upgradesv1alpha1.Step{Name: backup, Result: failed}, stepRef{name: rollback}, ""},
 		{"MAIN upgraded", plan, upgradesv1alpha1.Step{Name: upPROD, Target: "main", Result: ok}, stepRef{name: verPROD, target: "main"}, ""},
 		{"MAIN rollout failed", plan, upgradesv1alpha1.Step{Name: upPROD, Target: "main", Result: failed}, stepRef{name: rollback}, ""},
 		{"MAIN checks failed", plan, upgradesv1alpha1.Step{Name: verPROD, Target: "main", Result: failed}, stepRef{name: rollback}, ""},

@@ -39,13 +39,23 @@ const (
 // value equals the plan's own namespace.
 const LabelPlansFrom = annotationPrefix + "plans-from"
 
-// LabelPlan is set on every object a plan creates (Jobs, snapshots) and holds
-// the plan's name.
+// LabelPlan is set on every object a plan creates (Jobs, snapshots, volume
+// snapshots) and holds the plan's name.
 const LabelPlan = annotationPrefix + "plan"
+
+// LabelPlanNamespace is set beside LabelPlan and holds the plan's namespace:
+// objects in an environment's namespace cannot carry an owner reference to
+// a plan in another namespace, so these two labels tie them to it.
+const LabelPlanNamespace = annotationPrefix + "plan-namespace"
 
 // FinalizerRollback keeps a plan from being deleted while PROD is changed and
 // not completed; the operator rolls PROD back before removing it.
 const FinalizerRollback = annotationPrefix + "rollback"
+
+// FinalizerSnapshotInUse keeps an UpgradeSnapshot and its VolumeSnapshots
+// from being deleted while their plan can still roll back. The operator
+// removes it once the plan has ended.
+const FinalizerSnapshotInUse = annotationPrefix + "snapshot-in-use"
 
 // Decision values of the decision.<target> annotation.
 const (

@@ -96,6 +96,16 @@ const (
 	ReasonRolloutFailed = "RolloutFailed"
 	// ReasonBackupFailed: a volume snapshot, backup Job or checksum failed.
 	ReasonBackupFailed = "BackupFailed"
+	// ReasonRestoreFailed: a restore Job failed during a rollback; the
+	// rollback waits until a person deletes the Job so that it runs again.
+	ReasonRestoreFailed = "RestoreFailed"
+	// ReasonSnapshotUnusable: a target's UpgradeSnapshot is missing or fails
+	// its checksum; the rollback restores the images recorded in status.
+	ReasonSnapshotUnusable = "SnapshotUnusable"
+	// ReasonQuiesced: what quiesce names is stopped.
+	ReasonQuiesced = "Quiesced"
+	// ReasonResumed: what quiesce stopped runs again as before.
+	ReasonResumed = "Resumed"
 	// ReasonNoGo: an approver decided no-go.
 	ReasonNoGo = "NoGo"
 	// ReasonDecisionTimeout: no decision came within prod.decision.timeout.

@@ -37,7 +37,7 @@ func (p Phase) Terminal() bool {
 // StepName names a recorded step. Steps that happen per PROD target carry the
 // target in Step.Target.
 //
-// +kubebuilder:validation:Enum=Resolve;UpgradeVAL;VerifyVAL;RestoreVAL;UATApproval;Promotion;Window;Quiesce;Backup;UpgradePROD;VerifyPROD;Decision;Complete;RollBack;Unquiesce
+// +kubebuilder:validation:Enum=Resolve;UpgradeVAL;VerifyVAL;RestoreVAL;UATApproval;Promotion;Window;Quiesce;Backup;UpgradePROD;VerifyPROD;Decision;Complete;RollBack
 type StepName string
 
 // The steps a plan records, in the order they normally happen.
@@ -56,7 +56,6 @@ const (
 	StepDecision    StepName = "Decision"
 	StepComplete    StepName = "Complete"
 	StepRollBack    StepName = "RollBack"
-	StepUnquiesce   StepName = "Unquiesce"
 )
 
 // StepResult is how a completed step ended.
@@ -165,6 +164,16 @@ type SnapshotReference struct {
 	// verifiedAt is when the snapshot was re-read and its checksum verified.
 	// +optional
 	VerifiedAt *metav1.Time `json:"verifiedAt,omitempty"`
+}
+
+// QuiescedObject is one object quiesce stopped in one PROD target, with how
+// it was before.
+type QuiescedObject struct {
+	// target is the PROD target whose namespace holds the object.
+	// +required
+	Target string `json:"target"`
+
+	QuiesceRecord `json:",inline"`
 }
 
 // CheckState is where a check stands.
@@ -288,6 +297,13 @@ type UpgradePlanStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=256
 	Approvals []Approval `json:"approvals,omitempty"`
+
+	// quiesced is what quiesce stopped in each PROD target, recorded before
+	// it was stopped, so that it is restored exactly.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=512
+	Quiesced []QuiescedObject `json:"quiesced,omitempty"`
 
 	// snapshots are the UpgradeSnapshots taken, one per PROD target.
 	// +optional

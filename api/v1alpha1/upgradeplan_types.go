@@ -488,6 +488,8 @@ type SecretKeyReference struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // UpgradePlan carries one application upgrade from VAL to PROD.
+//
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="a plan's name is at most 63 characters: it labels the Jobs and snapshots the plan creates"
 type UpgradePlan struct {
 	metav1.TypeMeta `json:",inline"`
 

@@ -120,6 +120,10 @@ type VolumeSnapshotRecord struct {
 	// +required
 	PVC ObjectName `json:"pvc"`
 
+	// labels the claim carried, given back to the restored claim.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
 	// claim is the claim's spec as it was, to recreate it on restore.
 	// +required
 	// +kubebuilder:validation:Schemaless

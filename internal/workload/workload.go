@@ -164,3 +164,43 @@ func replicas(r *int32) int32 {
 	}
 	return *r
 }
+
+// Replicas returns the replicas a Deployment or StatefulSet asks for, with
+// the API's default of 1 when unset, and nil for a DaemonSet, which has none.
+func Replicas(obj client.Object) *int32 {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		n := replicas(w.Spec.Replicas)
+		return &n
+	case *appsv1.StatefulSet:
+		n := replicas(w.Spec.Replicas)
+		return &n
+	}
+	return nil
+}
+
+// ReplicasPatch is a merge patch that sets spec.replicas and nothing else.
+func ReplicasPatch(n int32) []byte {
+	return fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, n)
+}
+
+// Stopped reports whether a Deployment or StatefulSet is scaled to zero and
+// its controller reports no pods left, with a sentence for people while it
+// is not.
+func Stopped(obj client.Object) (bool, string) {
+	var kind string
+	var observed int64
+	var pods int32
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		kind, observed, pods = "Deployment", w.Status.ObservedGeneration, w.Status.Replicas
+	case *appsv1.StatefulSet:
+		kind, observed, pods = "StatefulSet", w.Status.ObservedGeneration, w.Status.Replicas
+	default:
+		return false, fmt.Sprintf("%T %s/%s cannot be scaled down", obj, obj.GetNamespace(), obj.GetName())
+	}
+	if *Replicas(obj) == 0 && observed >= obj.GetGeneration() && pods == 0 {
+		return true, ""
+	}
+	return false, fmt.Sprintf("%s %s/%s: waiting for its pods to stop (%d left)", kind, obj.GetNamespace(), obj.GetName(), pods)
+}

@@ -109,3 +109,47 @@ func TestRolloutStatus(t *testing.T) {
 		})
 	}
 }
+
+func TestStopped(t *testing.T) {
+	deployment := func(spec, generation, observed, pods int32) *appsv1.Deployment {
+		d := &appsv1.Deployment{}
+		d.Name, d.Namespace, d.Generation = "lab-transfer", "prod", int64(generation)
+		d.Spec.Replicas = &spec
+		d.Status.ObservedGeneration, d.Status.Replicas = int64(observed), pods
+		return d
+	}
+	tests := []struct {
+		name string
+		obj  client.Object
+		want bool
+	}{
+		{"scaled to zero and no pods", deployment(0, 2, 2, 0), true},
+		{"scaled to zero, pods still running", deployment(0, 2, 2, 1), false},
+		{"scale-down not seen by the controller yet", deployment(0, 2, 1, 0), false},
+		{"still asks for replicas", deployment(2, 2, 2, 0), false},
+		{"statefulset at zero", &appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](0)}}, true},
+		{"daemonsets cannot be scaled", &appsv1.DaemonSet{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, message := Stopped(tt.obj); got != tt.want || (!got && message == "") {
+				t.Fatalf("Stopped() = %v, %q; want %v (and a message when false)", got, message, tt.want)
+			}
+		})
+	}
+}
+
+func TestReplicas(t *testing.T) {
+	if got := *Replicas(&appsv1.Deployment{}); got != 1 {
+		t.Fatalf("an unset Deployment replicas is %d, want the API default 1", got)
+	}
+	if got := *Replicas(&appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](3)}}); got != 3 {
+		t.Fatalf("StatefulSet replicas = %d, want 3", got)
+	}
+	if Replicas(&appsv1.DaemonSet{}) != nil {
+		t.Fatal("a DaemonSet has no replicas")
+	}
+	if got := string(ReplicasPatch(0)); got != `{"spec":{"replicas":0}}` {
+		t.Fatalf("ReplicasPatch(0) = %s", got)
+	}
+}

@@ -13,11 +13,9 @@ import (
 	"strings"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
+	"github.com/changegate/changegate/controllers"
 )
 
 // RepoRoot is the root of the changegate checkout.
@@ -26,13 +24,8 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// Scheme knows the Kubernetes built-in types and the changegate API.
-func Scheme() *k8sruntime.Scheme {
-	scheme := k8sruntime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(upgradesv1alpha1.AddToScheme(scheme))
-	return scheme
-}
+// Scheme knows every type the manager knows.
+func Scheme() *k8sruntime.Scheme { return controllers.NewScheme() }
 
 // Assets returns the directory holding kube-apiserver and etcd:
 // KUBEBUILDER_ASSETS when set (make test sets it), else the toolchain cache.
@@ -53,16 +46,42 @@ func Assets() (string, error) {
 	return dir, nil
 }
 
-// Start starts kube-apiserver and etcd with the changegate CRDs and any extra
-// CRD directories installed. Stop the returned environment when done.
-func Start(extraCRDDirs ...string) (*envtest.Environment, error) {
+// SnapshotterModule is the Go module that carries the CSI VolumeSnapshot
+// types and CRDs; go.mod pins its version.
+const SnapshotterModule = "github.com/kubernetes-csi/external-snapshotter/client/v8"
+
+// VolumeSnapshotCRDs returns the CRD files of snapshot.storage.k8s.io/v1
+// (VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent) from the
+// module cache, at the version go.mod pins.
+func VolumeSnapshotCRDs() ([]string, error) {
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", SnapshotterModule)
+	cmd.Dir = RepoRoot()
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("finding %s in the module cache (go mod download fetches it): %w", SnapshotterModule, err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
+	var files []string
+	for _, kind := range []string{"volumesnapshots", "volumesnapshotclasses", "volumesnapshotcontents"} {
+		files = append(files, filepath.Join(dir, "snapshot.storage.k8s.io_"+kind+".yaml"))
+	}
+	return files, nil
+}
+
+// Start starts kube-apiserver and etcd with the changegate and VolumeSnapshot
+// CRDs installed. Stop the returned environment when done.
+func Start() (*envtest.Environment, error) {
 	assets, err := Assets()
+	if err != nil {
+		return nil, err
+	}
+	snapshotCRDs, err := VolumeSnapshotCRDs()
 	if err != nil {
 		return nil, err
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "config", "crd", "bases")}, extraCRDDirs...),
+		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "config", "crd", "bases")}, snapshotCRDs...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                Scheme(),
 	}
