@@ -82,11 +82,15 @@ func TestSealAndVerify(t *testing.T) {
 	}
 
 	tampered := []func(*upgradesv1alpha1.UpgradeSnapshotSpec){
-		func(s *upgradesv1alpha1.UpgradeSnapshotSpec) { s.Workloads[0].Template.Spec.Containers[0].Image = "evil:1" },
+		func(s *upgradesv1alpha1.UpgradeSnapshotSpec) {
+			s.Workloads[0].Template.Spec.Containers[0].Image = "evil:1"
+		},
 		func(s *upgradesv1alpha1.UpgradeSnapshotSpec) { s.Workloads[0].Replicas = ptr.To[int32](1) },
 		func(s *upgradesv1alpha1.UpgradeSnapshotSpec) { s.Quiesced[0].Suspended = ptr.To(true) },
 		func(s *upgradesv1alpha1.UpgradeSnapshotSpec) { s.VolumeSnapshots[0].Name = "other" },
-		func(s *upgradesv1alpha1.UpgradeSnapshotSpec) { s.Workloads[0].Strategy.Raw = []byte(`{"type":"Recreate"}`) },
+		func(s *upgradesv1alpha1.UpgradeSnapshotSpec) {
+			s.Workloads[0].Strategy.Raw = []byte(`{"type":"Recreate"}`)
+		},
 	}
 	for i, tamper := range tampered {
 		changed := *roundTripped.DeepCopy()
