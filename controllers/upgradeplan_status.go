@@ -141,7 +141,10 @@ func setDomainConditions(plan *upgradesv1alpha1.UpgradePlan, now time.Time) {
 	if step := findStep(plan, upgradesv1alpha1.StepRollBack, ""); step != nil {
 		done := step.CompletedAt != nil && step.Result == upgradesv1alpha1.StepSucceeded
 		message := step.Message
-		if !done {
+		switch {
+		case step.Result == upgradesv1alpha1.StepSkipped:
+			message = "PROD was not changed: nothing to roll back"
+		case !done:
 			message = "rolling back: " + strings.TrimPrefix(step.Message, "rolling back: ")
 		}
 		setCondition(plan, upgradesv1alpha1.ConditionRolledBack, done, whyRolledBack(plan), message, now)

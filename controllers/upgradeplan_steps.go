@@ -110,13 +110,14 @@ func locate(plan *upgradesv1alpha1.UpgradePlan) position {
 }
 
 // startStep records that a step started. It is called once per step: the
-// start time is never written twice.
+// start time is never written twice. A rollback that follows a failed step
+// carries that step's reason and message: they say why it rolls back.
 func startStep(plan *upgradesv1alpha1.UpgradePlan, ref stepRef, now time.Time) *upgradesv1alpha1.Step {
-	plan.Status.Steps = append(plan.Status.Steps, upgradesv1alpha1.Step{
-		Name:      ref.name,
-		Target:    ref.target,
-		StartedAt: metav1.NewTime(now),
-	})
+	step := upgradesv1alpha1.Step{Name: ref.name, Target: ref.target, StartedAt: metav1.NewTime(now)}
+	if steps := plan.Status.Steps; ref.name == upgradesv1alpha1.StepRollBack && len(steps) > 0 && steps[len(steps)-1].Result == upgradesv1alpha1.StepFailed {
+		step.Reason, step.Message = steps[len(steps)-1].Reason, steps[len(steps)-1].Message
+	}
+	plan.Status.Steps = append(plan.Status.Steps, step)
 	return &plan.Status.Steps[len(plan.Status.Steps)-1]
 }
 

@@ -34,21 +34,29 @@ const (
 	Failed
 )
 
-// Status says how the Job stands, with a sentence for people when it failed.
-// A Job whose failure is decided but whose pods still terminate
-// (FailureTarget) counts as failed; one whose success is decided
-// (SuccessCriteriaMet) counts as succeeded.
+// Status says how the Job stands, with a sentence for people. A Job whose
+// failure is decided but whose pods still terminate (FailureTarget) counts
+// as failed; one whose success is decided (SuccessCriteriaMet) counts as
+// succeeded. The final conditions, Complete and Failed, are read first: they
+// carry the job controller's final word.
 func Status(job *batchv1.Job) (State, string) {
-	for _, c := range job.Status.Conditions {
-		if c.Status != corev1.ConditionTrue {
-			continue
-		}
-		switch c.Type {
-		case batchv1.JobComplete, batchv1.JobSuccessCriteriaMet:
-			return Succeeded, fmt.Sprintf("Job %s/%s succeeded", job.Namespace, job.Name)
-		case batchv1.JobFailed, batchv1.JobFailureTarget:
-			return Failed, fmt.Sprintf("Job %s/%s failed: %s: %s", job.Namespace, job.Name, c.Reason, c.Message)
+	name := job.Namespace + "/" + job.Name
+	for _, types := range [][2]batchv1.JobConditionType{{batchv1.JobComplete, batchv1.JobFailed}, {batchv1.JobSuccessCriteriaMet, batchv1.JobFailureTarget}} {
+		for _, c := range job.Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+			switch c.Type {
+			case types[0]:
+				return Succeeded, fmt.Sprintf("Job %s succeeded", name)
+			case types[1]:
+				why := c.Reason
+				if c.Message != "" {
+					why += ": " + c.Message
+				}
+				return Failed, fmt.Sprintf("Job %s failed: %s", name, why)
+			}
 		}
 	}
-	return Running, fmt.Sprintf("Job %s/%s is running", job.Namespace, job.Name)
+	return Running, fmt.Sprintf("Job %s is running", name)
 }

@@ -49,6 +49,7 @@ func TestStatus(t *testing.T) {
 		{"success decided, pods finishing", []batchv1.JobCondition{condition(batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue)}, Succeeded, "succeeded"},
 		{"failed", []batchv1.JobCondition{condition(batchv1.JobFailureTarget, corev1.ConditionTrue), condition(batchv1.JobFailed, corev1.ConditionTrue)}, Failed, "backoff limit"},
 		{"failure decided, pods terminating", []batchv1.JobCondition{condition(batchv1.JobFailureTarget, corev1.ConditionTrue)}, Failed, "BackoffLimitExceeded"},
+		{"the final condition's message wins", []batchv1.JobCondition{{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}, condition(batchv1.JobFailed, corev1.ConditionTrue)}, Failed, "failed: BackoffLimitExceeded: Job has reached"},
 		{"a false condition does not count", []batchv1.JobCondition{condition(batchv1.JobFailed, corev1.ConditionFalse)}, Running, "is running"},
 		{"suspended is still running", []batchv1.JobCondition{condition(batchv1.JobSuspended, corev1.ConditionTrue)}, Running, "is running"},
 	}

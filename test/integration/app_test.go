@@ -76,7 +76,11 @@ func podTemplate(app, container, img string) corev1.PodTemplateSpec {
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{
-			{Name: container, Image: img, Env: []corev1.EnvVar{{Name: "SITE", Value: "st-elsewhere"}}},
+			{Name: container, Image: img, Env: []corev1.EnvVar{
+				{Name: "SITE", Value: "st-elsewhere"},
+				{Name: "DB_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+					LocalObjectReference: corev1.LocalObjectReference{Name: "db-credentials"}, Key: "password"}}},
+			}},
 			{Name: "log-shipper", Image: "registry.example.org/infra/log-shipper:3.1"},
 		}},
 	}
@@ -90,7 +94,11 @@ func (a *app) workloads(ns string) []client.Object {
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "clinspark-web"}, Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](2), Selector: selector("web"), Template: podTemplate("web", "web", image("web", oldVersion))}},
 		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "clinspark-db"}, Spec: appsv1.StatefulSetSpec{
-			Replicas: ptr.To[int32](1), Selector: selector("db"), Template: podTemplate("db", "db", image("db", oldVersion))}},
+			Replicas: ptr.To[int32](1), Selector: selector("db"), Template: podTemplate("db", "db", image("db", oldVersion)),
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+				ObjectMeta: metav1.ObjectMeta{Name: "data", Labels: map[string]string{"app": "clinspark"}},
+				Spec:       claimSpec(),
+			}}}},
 		&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "clinspark-agent"}, Spec: appsv1.DaemonSetSpec{
 			Selector: selector("agent"), Template: podTemplate("agent", "agent", image("agent", oldVersion))}},
 	}

@@ -4,8 +4,10 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -26,11 +28,16 @@ import (
 var (
 	// k8s is a client with cluster-admin rights, playing the user.
 	k8s client.Client
-	// rollouts plays the workload controllers, in a manager of its own that
-	// keeps running while the changegate manager is restarted.
+	// rollouts, storage and jobs play the controllers envtest lacks, in a
+	// manager of their own that keeps running while the changegate manager
+	// is restarted.
 	rollouts = &testenv.Rollouts{}
+	storage  = &testenv.Storage{}
+	jobs     = &testenv.Jobs{}
 	// workloadPatches counts the patches changegate sent to workloads.
 	workloadPatches atomic.Int64
+	// created counts the objects changegate created, by kind.
+	created = &creations{counts: map[string]int{}}
 	// restConfig reaches the test API server.
 	restConfig *rest.Config
 	// stopChangegate stops the running changegate manager.
@@ -59,7 +66,9 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	stopRollouts, err := startManager(func(mgr ctrl.Manager) error { return rollouts.SetupWithManager(mgr) }, nil)
+	stopRollouts, err := startManager(func(mgr ctrl.Manager) error {
+		return errors.Join(rollouts.SetupWithManager(mgr), storage.SetupWithManager(mgr), jobs.SetupWithManager(mgr))
+	}, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -73,8 +82,27 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+// creations counts what changegate created, by kind.
+type creations struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *creations) add(obj client.Object) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.counts[fmt.Sprintf("%T", obj)]++
+}
+
+// of returns how many objects of obj's type changegate created.
+func (c *creations) of(obj client.Object) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[fmt.Sprintf("%T", obj)]
+}
+
 // startChangegate starts a changegate manager as main.go does, with a client
-// that counts its patches to workloads.
+// that counts its patches to workloads and what it creates.
 func startChangegate() (func(), error) {
 	count := func(_ context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 		switch obj.(type) {
@@ -88,7 +116,14 @@ func startChangegate() (func(), error) {
 		if err != nil {
 			return nil, err
 		}
-		return interceptor.NewClient(c, interceptor.Funcs{Patch: count}), nil
+		create := func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			err := c.Create(ctx, obj, opts...)
+			if err == nil {
+				created.add(obj)
+			}
+			return err
+		}
+		return interceptor.NewClient(c, interceptor.Funcs{Patch: count, Create: create}), nil
 	}
 	return startManager(func(mgr ctrl.Manager) error {
 		return controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 4, SkipNameValidation: true})

@@ -1,0 +1,567 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
+	"github.com/changegate/changegate/test/testenv"
+)
+
+const (
+	dbClaim      = "data-clinspark-db-0" // the claim the db StatefulSet's claim template makes
+	secretValue  = "s3cret-never-in-a-snapshot"
+	lab          = "lab-transfer"
+	labSync      = "lab-sync"
+	labReplicas  = 2
+	snapClass    = "csi-snapclass"
+	planWithData = "clinspark-14-7"
+)
+
+func claimSpec() corev1.PersistentVolumeClaimSpec {
+	return corev1.PersistentVolumeClaimSpec{
+		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+		Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+	}
+}
+
+// addData gives each PROD target what a backup and a quiesce act on: the
+// db's claim (bound to a volume), an interface Deployment, a CronJob, and
+// the Secret the workloads read their password from.
+func (a *app) addData(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	for _, env := range []string{"main", "test"} {
+		ns := a.namespace[env]
+		claim := claimSpec()
+		claim.VolumeName = "pv-" + ns
+		objects := []client.Object{
+			&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: dbClaim, Labels: map[string]string{"app": "clinspark"}}, Spec: claim},
+			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: lab}, Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](labReplicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": lab}},
+				Template: podTemplate(lab, lab, "registry.example.org/clinspark/lab:2.0")}},
+			&batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: labSync}, Spec: batchv1.CronJobSpec{
+				Schedule: "*/5 * * * *", JobTemplate: jobTemplate("sync")}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-credentials"}, StringData: map[string]string{"password": secretValue}},
+		}
+		for _, obj := range objects {
+			if err := k8s.Create(ctx, obj); err != nil {
+				t.Fatalf("creating %T %s in %s: %v", obj, obj.GetName(), ns, err)
+			}
+		}
+	}
+}
+
+func jobTemplate(name string) batchv1.JobTemplateSpec {
+	return batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{BackoffLimit: ptr.To[int32](0), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever,
+		Containers:    []corev1.Container{{Name: name, Image: "registry.example.org/clinspark/tools:1", Args: []string{name}}},
+	}}}}
+}
+
+// backedUpPlan is the plan with quiesce, volume snapshots, a backup Job and
+// a restore of volumes and data.
+func (a *app) backedUpPlan() *upgradesv1alpha1.UpgradePlan {
+	plan := a.plan(planWithData)
+	plan.Spec.PROD.Quiesce = &upgradesv1alpha1.Quiesce{
+		ScaleDown:       []upgradesv1alpha1.WorkloadReference{{Kind: "Deployment", Name: lab}},
+		SuspendCronJobs: []upgradesv1alpha1.ObjectName{labSync},
+	}
+	plan.Spec.PROD.Backup = &upgradesv1alpha1.Backup{
+		VolumeSnapshots: &upgradesv1alpha1.VolumeSnapshotBackup{ClassName: snapClass,
+			PVCSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "clinspark"}}},
+		Jobs: []upgradesv1alpha1.JobTemplate{{Name: "db-dump", Template: jobTemplate("dump")}},
+	}
+	plan.Spec.PROD.Restore = &upgradesv1alpha1.Restore{
+		Volumes: true,
+		Jobs:    []upgradesv1alpha1.JobTemplate{{Name: "db-restore", Template: jobTemplate("restore")}},
+	}
+	return plan
+}
+
+// prodState is what a person would compare before and after: each
+// workload's spec, with its resourceVersion, in every PROD target.
+type prodState map[string]client.Object
+
+func (a *app) prodState(t *testing.T) prodState {
+	t.Helper()
+	state := prodState{}
+	for _, env := range []string{"main", "test"} {
+		for _, obj := range a.workloads(a.namespace[env]) {
+			if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+				t.Fatal(err)
+			}
+			state[env+"/"+obj.GetName()] = obj
+		}
+	}
+	return state
+}
+
+func specOf(obj client.Object) any {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		return w.Spec
+	case *appsv1.StatefulSet:
+		return w.Spec
+	case *appsv1.DaemonSet:
+		return w.Spec
+	}
+	return nil
+}
+
+// expectRestored asserts each workload's spec equals what it was before,
+// field for field.
+func (a *app) expectRestored(t *testing.T, before prodState) {
+	t.Helper()
+	for key, now := range a.prodState(t) {
+		if !equality.Semantic.DeepEqual(specOf(before[key]), specOf(now)) {
+			was, _ := json.Marshal(specOf(before[key]))
+			is, _ := json.Marshal(specOf(now))
+			t.Errorf("%s is not as before the plan:\nbefore %s\nnow    %s", key, was, is)
+		}
+	}
+}
+
+// expectUntouched asserts no workload was written at all: same
+// resourceVersion, so byte for byte the same object.
+func (a *app) expectUntouched(t *testing.T, before prodState) {
+	t.Helper()
+	for key, now := range a.prodState(t) {
+		if now.GetResourceVersion() != before[key].GetResourceVersion() {
+			t.Errorf("%s was written (resourceVersion %s → %s)", key, before[key].GetResourceVersion(), now.GetResourceVersion())
+		}
+	}
+}
+
+// expectResumed asserts what quiesce stopped runs again in every target.
+func (a *app) expectResumed(t *testing.T) {
+	t.Helper()
+	a.expectQuiesced(t, false)
+}
+
+func (a *app) expectQuiesced(t *testing.T, quiesced bool) {
+	t.Helper()
+	for _, env := range []string{"main", "test"} {
+		ns := a.namespace[env]
+		deployment, cronJob := &appsv1.Deployment{}, &batchv1.CronJob{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: lab}, deployment); err != nil {
+			t.Fatal(err)
+		}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: labSync}, cronJob); err != nil {
+			t.Fatal(err)
+		}
+		wantReplicas, wantSuspend := int32(labReplicas), false
+		if quiesced {
+			wantReplicas, wantSuspend = 0, true
+		}
+		if got := ptr.Deref(deployment.Spec.Replicas, 1); got != wantReplicas {
+			t.Errorf("%s: Deployment %s has %d replicas; want %d", env, lab, got, wantReplicas)
+		}
+		if got := ptr.Deref(cronJob.Spec.Suspend, false); got != wantSuspend {
+			t.Errorf("%s: CronJob %s suspend=%t; want %t", env, labSync, got, wantSuspend)
+		}
+	}
+}
+
+func planJobs(t *testing.T, a *app, env string) map[string]*batchv1.Job {
+	t.Helper()
+	list := &batchv1.JobList{}
+	if err := k8s.List(context.Background(), list, client.InNamespace(a.namespace[env]), client.MatchingLabels{upgradesv1alpha1.LabelPlan: planWithData}); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*batchv1.Job{}
+	for i := range list.Items {
+		byName[list.Items[i].Name] = &list.Items[i]
+	}
+	return byName
+}
+
+func upgradeSnapshots(t *testing.T, a *app) []upgradesv1alpha1.UpgradeSnapshot {
+	t.Helper()
+	list := &upgradesv1alpha1.UpgradeSnapshotList{}
+	if err := k8s.List(context.Background(), list, client.InNamespace(a.plansNS)); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+func TestBackupThenNoGoOnTestRestoresBothTargets(t *testing.T) {
+	ctx := context.Background()
+	a := newApp(t, "restore")
+	a.addData(t)
+	before := a.prodState(t)
+	observer := observePROD(t, a)
+
+	// A lab-sync run is under way in MAIN when the window opens.
+	cronJob := &batchv1.CronJob{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: a.namespace["main"], Name: labSync}, cronJob); err != nil {
+		t.Fatal(err)
+	}
+	running := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: a.namespace["main"], Name: "lab-sync-29000000",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "CronJob", Name: labSync, UID: cronJob.UID, Controller: ptr.To(true)}}},
+		Spec: jobTemplate("sync").Spec}
+	if err := k8s.Create(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+
+	plan := a.backedUpPlan()
+	create(t, plan)
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
+	approveUAT(t, plan, newVersion, "alice")
+
+	// Quiescing stops the interface and waits for the running sync.
+	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return p.Status.Phase == upgradesv1alpha1.PhaseQuiescing && strings.Contains(condition(p, upgradesv1alpha1.ConditionReconciling).Message, running.Name)
+	})
+	a.expectQuiesced(t, true)
+	if len(got.Status.Quiesced) != 4 {
+		t.Errorf("status.quiesced = %+v; want the Deployment and the CronJob in both targets", got.Status.Quiesced)
+	}
+	time.Sleep(time.Second)
+	if got := getPlan(t, plan); got.Status.Phase != upgradesv1alpha1.PhaseQuiescing {
+		t.Fatalf("the plan moved to %s while a lab-sync Job still ran", got.Status.Phase)
+	}
+	if err := testenv.Finish(ctx, k8s, running, true); err != nil {
+		t.Fatal(err)
+	}
+
+	got = waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+	expectCondition(t, got, upgradesv1alpha1.ConditionBackupReady, metav1.ConditionTrue, upgradesv1alpha1.ReasonSucceeded)
+	expectCondition(t, got, upgradesv1alpha1.ConditionQuiesced, metav1.ConditionTrue, upgradesv1alpha1.ReasonQuiesced)
+	if len(got.Status.Snapshots) != 2 || got.Status.Snapshots[0].VerifiedAt == nil || got.Status.Snapshots[1].VerifiedAt == nil {
+		t.Fatalf("status.snapshots = %+v; want both targets verified", got.Status.Snapshots)
+	}
+	snapshots := upgradeSnapshots(t, a)
+	if len(snapshots) != 2 {
+		t.Fatalf("%d UpgradeSnapshots; want one per target", len(snapshots))
+	}
+	for _, snap := range snapshots {
+		env := string(snap.Spec.Target)
+		if snap.Name != planWithData+"-"+env || !metav1.IsControlledBy(&snap, got) || snap.Status.VerifiedAt == nil {
+			t.Errorf("UpgradeSnapshot %s: owned by the plan %t, verified %v", snap.Name, metav1.IsControlledBy(&snap, got), snap.Status.VerifiedAt)
+		}
+		if len(snap.Spec.Workloads) != 3 || len(snap.Spec.Quiesced) != 2 || len(snap.Spec.VolumeSnapshots) != 1 || len(snap.Spec.BackupJobs) != 1 {
+			t.Errorf("UpgradeSnapshot %s records %d workloads, %d quiesced, %d volume snapshots, %d backup Jobs; want 3, 2, 1, 1",
+				snap.Name, len(snap.Spec.Workloads), len(snap.Spec.Quiesced), len(snap.Spec.VolumeSnapshots), len(snap.Spec.BackupJobs))
+		}
+		if snap.Status.ReadyVolumeSnapshots != 1 || snap.Status.SucceededBackupJobs != 1 {
+			t.Errorf("UpgradeSnapshot %s status = %+v", snap.Name, snap.Status)
+		}
+		data, _ := json.Marshal(snap)
+		if strings.Contains(string(data), secretValue) {
+			t.Errorf("UpgradeSnapshot %s holds the value of a Secret", snap.Name)
+		}
+		vs := &snapshotv1.VolumeSnapshot{}
+		key := client.ObjectKey{Namespace: a.namespace[env], Name: string(snap.Spec.VolumeSnapshots[0].Name)}
+		if err := k8s.Get(ctx, key, vs); err != nil {
+			t.Fatalf("VolumeSnapshot of %s: %v", env, err)
+		}
+		if ptr.Deref(vs.Spec.Source.PersistentVolumeClaimName, "") != dbClaim || ptr.Deref(vs.Spec.VolumeSnapshotClassName, "") != snapClass {
+			t.Errorf("VolumeSnapshot %s snapshots %v with class %v; want %s with %s", key, vs.Spec.Source.PersistentVolumeClaimName, vs.Spec.VolumeSnapshotClassName, dbClaim, snapClass)
+		}
+		// A snapshot is never deleted while the plan can roll back.
+		if err := k8s.Delete(ctx, vs); err != nil {
+			t.Fatal(err)
+		}
+		if err := k8s.Get(ctx, key, vs); err != nil || vs.DeletionTimestamp.IsZero() {
+			t.Fatalf("a deleted VolumeSnapshot should be held by the plan's finalizer: %v", err)
+		}
+		if jobs := planJobs(t, a, env); len(jobs) != 1 {
+			t.Errorf("%s has %d plan Jobs; want the backup Job", env, len(jobs))
+		}
+	}
+
+	decide(t, plan, "main", upgradesv1alpha1.DecisionGo, "carol")
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "test")
+	decide(t, plan, "test", upgradesv1alpha1.DecisionNoGo, "carol")
+	got = waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
+
+	a.expectRestored(t, before)
+	a.expectResumed(t)
+	expectCondition(t, got, upgradesv1alpha1.ConditionRolledBack, metav1.ConditionTrue, upgradesv1alpha1.ReasonNoGo)
+	expectCondition(t, got, upgradesv1alpha1.ConditionQuiesced, metav1.ConditionFalse, upgradesv1alpha1.ReasonResumed)
+	for _, env := range []string{"main", "test"} {
+		pvc := &corev1.PersistentVolumeClaim{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: a.namespace[env], Name: dbClaim}, pvc); err != nil {
+			t.Fatal(err)
+		}
+		wantSource := planWithData + "-" + env + "-" + dbClaim
+		if pvc.Spec.DataSource == nil || pvc.Spec.DataSource.Kind != "VolumeSnapshot" || pvc.Spec.DataSource.Name != wantSource {
+			t.Errorf("%s: claim %s has data source %+v; want VolumeSnapshot %s", env, dbClaim, pvc.Spec.DataSource, wantSource)
+		}
+		if pvc.Labels["app"] != "clinspark" || pvc.Spec.VolumeName != "" {
+			t.Errorf("%s: restored claim has labels %v and volume %q; want its labels and a new volume", env, pvc.Labels, pvc.Spec.VolumeName)
+		}
+		restoreJob := planJobs(t, a, env)[planWithData+"-restore-"+env+"-db-restore"]
+		if restoreJob == nil || restoreJob.Status.Succeeded != 1 {
+			t.Errorf("%s: the restore Job did not run to success: %+v", env, restoreJob)
+		}
+	}
+	for _, snap := range upgradeSnapshots(t, a) {
+		if len(snap.Finalizers) != 0 {
+			t.Errorf("UpgradeSnapshot %s keeps finalizers %v after the plan ended", snap.Name, snap.Finalizers)
+		}
+	}
+	observer.expectNoChangeBeforeVerification(t)
+}
+
+func TestQuiesceIsUndoneWhenThePlanCompletes(t *testing.T) {
+	a := newApp(t, "quiet")
+	a.addData(t)
+	plan := a.backedUpPlan()
+	driveToDecision(t, plan)
+	a.expectQuiesced(t, true)
+	decide(t, plan, "main", upgradesv1alpha1.DecisionGo, "carol")
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "test")
+	decide(t, plan, "test", upgradesv1alpha1.DecisionGo, "carol")
+	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseCompleted, "")
+	a.expectResumed(t)
+	a.expectImages(t, "main", newVersion)
+	a.expectImages(t, "test", newVersion)
+	expectCondition(t, got, upgradesv1alpha1.ConditionQuiesced, metav1.ConditionFalse, upgradesv1alpha1.ReasonResumed)
+	for _, env := range []string{"main", "test"} {
+		if jobs := planJobs(t, a, env); len(jobs) != 1 {
+			t.Errorf("%s: %d plan Jobs after a completed plan; want only the backup Job", env, len(jobs))
+		}
+	}
+}
+
+func TestFailedBackupJobLeavesPRODUntouched(t *testing.T) {
+	a := newApp(t, "dumpfail")
+	a.addData(t)
+	before := a.prodState(t)
+	jobs.Fail(a.namespace["test"], planWithData+"-backup-test-db-dump")
+	plan := a.backedUpPlan()
+	create(t, plan)
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
+	approveUAT(t, plan, newVersion, "alice")
+	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseFailed, "")
+
+	a.expectUntouched(t, before)
+	a.expectResumed(t)
+	expectCondition(t, got, upgradesv1alpha1.ConditionBackupReady, metav1.ConditionFalse, upgradesv1alpha1.ReasonBackupFailed)
+	expectCondition(t, got, upgradesv1alpha1.ConditionStalled, metav1.ConditionTrue, upgradesv1alpha1.ReasonBackupFailed)
+	if message := condition(got, upgradesv1alpha1.ConditionBackupReady).Message; !strings.Contains(message, "db-dump") || !strings.Contains(message, "backoff limit") {
+		t.Errorf("BackupReady says %q; want it to name the failed Job and why", message)
+	}
+	if findStep(got, upgradesv1alpha1.StepUpgradePROD, "main") != nil {
+		t.Error("PROD was upgraded after a failed backup")
+	}
+}
+
+func TestFailedVolumeSnapshotBlocksTheUpgrade(t *testing.T) {
+	a := newApp(t, "snapfail")
+	a.addData(t)
+	before := a.prodState(t)
+	storage.Fail(a.namespace["main"], dbClaim, "the CSI driver could not snapshot the volume")
+	plan := a.backedUpPlan()
+	create(t, plan)
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
+	approveUAT(t, plan, newVersion, "alice")
+	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseFailed, "")
+
+	a.expectUntouched(t, before)
+	a.expectResumed(t)
+	c := condition(got, upgradesv1alpha1.ConditionBackupReady)
+	if c.Status != metav1.ConditionFalse || c.Reason != upgradesv1alpha1.ReasonBackupFailed || !strings.Contains(c.Message, "could not snapshot") {
+		t.Errorf("BackupReady = %s/%s %q; want False/BackupFailed naming the snapshot error", c.Status, c.Reason, c.Message)
+	}
+	if findStep(got, upgradesv1alpha1.StepUpgradePROD, "main") != nil {
+		t.Error("PROD was upgraded although a volume snapshot failed")
+	}
+}
+
+func TestRestartsDuringBackupAndRollbackRepeatNothing(t *testing.T) {
+	ctx := context.Background()
+	a := newApp(t, "restartbackup")
+	a.addData(t)
+	before := a.prodState(t)
+	backupJob := planWithData + "-backup-main-db-dump"
+	restoreJob := planWithData + "-restore-main-db-restore"
+	jobs.Hold(a.namespace["main"], backupJob)
+	jobs.Hold(a.namespace["main"], restoreJob)
+	createdJobs, createdSnapshots, createdVolumeSnapshots := created.of(&batchv1.Job{}), created.of(&upgradesv1alpha1.UpgradeSnapshot{}), created.of(&snapshotv1.VolumeSnapshot{})
+
+	plan := a.backedUpPlan()
+	create(t, plan)
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
+	approveUAT(t, plan, newVersion, "alice")
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseBackingUp, "")
+	held := waitForJob(t, a.namespace["main"], backupJob)
+	restartChangegate(t)
+	restartChangegate(t)
+	if err := testenv.Finish(ctx, k8s, held, true); err != nil {
+		t.Fatal(err)
+	}
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+	decide(t, plan, "main", upgradesv1alpha1.DecisionNoGo, "carol")
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseRollingBack, "")
+	held = waitForJob(t, a.namespace["main"], restoreJob)
+	restartChangegate(t)
+	restartChangegate(t)
+	if err := testenv.Finish(ctx, k8s, held, true); err != nil {
+		t.Fatal(err)
+	}
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
+
+	a.expectRestored(t, before)
+	a.expectResumed(t)
+	if n := len(upgradeSnapshots(t, a)); n != 2 {
+		t.Errorf("%d UpgradeSnapshots; want one per target", n)
+	}
+	// Two backup Jobs and MAIN's restore Job; two snapshots of each kind.
+	if n := created.of(&batchv1.Job{}) - createdJobs; n != 3 {
+		t.Errorf("changegate created %d Jobs; want 3", n)
+	}
+	if n := created.of(&upgradesv1alpha1.UpgradeSnapshot{}) - createdSnapshots; n != 2 {
+		t.Errorf("changegate created %d UpgradeSnapshots; want 2", n)
+	}
+	if n := created.of(&snapshotv1.VolumeSnapshot{}) - createdVolumeSnapshots; n != 2 {
+		t.Errorf("changegate created %d VolumeSnapshots; want 2", n)
+	}
+}
+
+func restartChangegate(t *testing.T) {
+	t.Helper()
+	stopChangegate()
+	var err error
+	if stopChangegate, err = startChangegate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitForJob(t *testing.T, namespace, name string) *batchv1.Job {
+	t.Helper()
+	job := &batchv1.Job{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := k8s.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, job)
+		if err == nil {
+			return job
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Job %s/%s was not created: %v", namespace, name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func getPlan(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) *upgradesv1alpha1.UpgradePlan {
+	t.Helper()
+	got := &upgradesv1alpha1.UpgradePlan{}
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(plan), got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// prodObserver records, from watches, every change to a component's spec in
+// PROD and the moment each UpgradeSnapshot was verified. envtest has one
+// etcd, whose revision orders every write, so the resourceVersions of the
+// two kinds of event tell which came first.
+type prodObserver struct {
+	mu       sync.Mutex
+	changes  []string // "<rv> <namespace>/<name>"
+	changeRV []int64
+	verified map[string]int64
+}
+
+func observePROD(t *testing.T, a *app) *prodObserver {
+	t.Helper()
+	o := &prodObserver{verified: map[string]int64{}}
+	watcher, err := client.NewWithWatch(restConfig, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	lists := []client.ObjectList{}
+	namespaces := []string{}
+	for _, env := range []string{"main", "test"} {
+		for _, list := range []client.ObjectList{&appsv1.DeploymentList{}, &appsv1.StatefulSetList{}, &appsv1.DaemonSetList{}} {
+			lists, namespaces = append(lists, list), append(namespaces, a.namespace[env])
+		}
+	}
+	lists, namespaces = append(lists, &upgradesv1alpha1.UpgradeSnapshotList{}), append(namespaces, a.plansNS)
+	var ready sync.WaitGroup
+	for i, list := range lists {
+		w, err := watcher.Watch(ctx, list, client.InNamespace(namespaces[i]))
+		if err != nil {
+			gvk, _ := apiutil.GVKForObject(list, testenv.Scheme())
+			t.Fatalf("watching %s: %v", gvk.Kind, err)
+		}
+		ready.Add(1)
+		go o.record(w, &ready)
+	}
+	ready.Wait()
+	return o
+}
+
+func (o *prodObserver) record(w watch.Interface, ready *sync.WaitGroup) {
+	generations := map[string]int64{}
+	ready.Done()
+	for event := range w.ResultChan() {
+		obj, ok := event.Object.(client.Object)
+		if !ok {
+			continue
+		}
+		rv, _ := strconv.ParseInt(obj.GetResourceVersion(), 10, 64)
+		key := obj.GetNamespace() + "/" + obj.GetName()
+		o.mu.Lock()
+		switch snap := obj.(type) {
+		case *upgradesv1alpha1.UpgradeSnapshot:
+			if _, seen := o.verified[snap.Name]; !seen && snap.Status.VerifiedAt != nil {
+				o.verified[snap.Name] = rv
+			}
+		default:
+			if strings.HasPrefix(obj.GetName(), "clinspark-") {
+				if previous, seen := generations[key]; seen && obj.GetGeneration() != previous && event.Type == watch.Modified {
+					o.changes = append(o.changes, obj.GetResourceVersion()+" "+key)
+					o.changeRV = append(o.changeRV, rv)
+				}
+				generations[key] = obj.GetGeneration()
+			}
+		}
+		o.mu.Unlock()
+	}
+}
+
+// expectNoChangeBeforeVerification asserts that both snapshots were verified
+// and that every change to a PROD component's spec came after.
+func (o *prodObserver) expectNoChangeBeforeVerification(t *testing.T) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.verified) != 2 {
+		t.Fatalf("saw %d snapshots verified; want 2", len(o.verified))
+	}
+	if len(o.changes) == 0 {
+		t.Fatal("saw no change to PROD at all: the observer is blind")
+	}
+	var lastVerified int64
+	for _, rv := range o.verified {
+		lastVerified = max(lastVerified, rv)
+	}
+	for i, rv := range o.changeRV {
+		if rv < lastVerified {
+			t.Errorf("PROD changed before every snapshot was verified (at resourceVersion %d): %s", lastVerified, o.changes[i])
+		}
+	}
+}
