@@ -13,9 +13,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -341,6 +343,31 @@ func TestQuiesceIsUndoneWhenThePlanCompletes(t *testing.T) {
 			t.Errorf("%s: %d plan Jobs after a completed plan; want only the backup Job", env, len(jobs))
 		}
 	}
+
+	// Once the plan has ended, what it created follows its lifetime: deleting
+	// it deletes the Jobs and VolumeSnapshots in the targets' namespaces.
+	if err := k8s.Delete(context.Background(), plan); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		left := 0
+		for _, env := range []string{"main", "test"} {
+			volumeSnapshots := &snapshotv1.VolumeSnapshotList{}
+			if err := k8s.List(ctx, volumeSnapshots, client.InNamespace(a.namespace[env])); err != nil {
+				return false, err
+			}
+			for _, job := range planJobs(t, a, env) {
+				if job.DeletionTimestamp.IsZero() {
+					left++
+				}
+			}
+			left += len(volumeSnapshots.Items)
+		}
+		return left == 0, nil
+	})
+	if err != nil {
+		t.Error("the plan's Jobs and VolumeSnapshots outlived the deleted plan")
+	}
 }
 
 func TestFailedBackupJobLeavesPRODUntouched(t *testing.T) {
@@ -563,5 +590,59 @@ func (o *prodObserver) expectNoChangeBeforeVerification(t *testing.T) {
 		if rv < lastVerified {
 			t.Errorf("PROD changed before every snapshot was verified (at resourceVersion %d): %s", lastVerified, o.changes[i])
 		}
+	}
+}
+
+func TestRollbackOverItsDeadlineStallsAndCarriesOn(t *testing.T) {
+	a := newApp(t, "slowrestore")
+	a.addData(t)
+	before := a.prodState(t)
+	restoreJob := planWithData + "-restore-main-db-restore"
+	jobs.Hold(a.namespace["main"], restoreJob)
+	plan := a.backedUpPlan()
+	plan.Spec.PROD.Restore.MaxDuration = "2s"
+	driveToDecision(t, plan)
+	decide(t, plan, "main", upgradesv1alpha1.DecisionNoGo, "carol")
+
+	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return condition(p, upgradesv1alpha1.ConditionStalled).Status == metav1.ConditionTrue
+	})
+	if got.Status.Phase != upgradesv1alpha1.PhaseRollingBack {
+		t.Fatalf("phase %s; want RollingBack to go on while Stalled", got.Status.Phase)
+	}
+	stalled := condition(got, upgradesv1alpha1.ConditionStalled)
+	if stalled.Reason != upgradesv1alpha1.ReasonRollbackDeadlineExceeded || !strings.Contains(stalled.Message, restoreJob) {
+		t.Errorf("Stalled = %s %q; want %s naming what the rollback waits for", stalled.Reason, stalled.Message, upgradesv1alpha1.ReasonRollbackDeadlineExceeded)
+	}
+	expectEvent(t, a.plansNS, plan.Name, upgradesv1alpha1.ReasonRollbackDeadlineExceeded)
+
+	// The rollback carries on: once the restore Job finishes, it completes.
+	held := waitForJob(t, a.namespace["main"], restoreJob)
+	if err := testenv.Finish(context.Background(), k8s, held, true); err != nil {
+		t.Fatal(err)
+	}
+	got = waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
+	a.expectRestored(t, before)
+	a.expectResumed(t)
+	expectCondition(t, got, upgradesv1alpha1.ConditionRolledBack, metav1.ConditionTrue, upgradesv1alpha1.ReasonNoGo)
+}
+
+// expectEvent waits for a Warning Event on the plan with that reason.
+func expectEvent(t *testing.T, namespace, plan, reason string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		var events eventsv1.EventList
+		if err := k8s.List(ctx, &events, client.InNamespace(namespace)); err != nil {
+			return false, err
+		}
+		for _, e := range events.Items {
+			if e.Regarding.Name == plan && e.Reason == reason && e.Type == corev1.EventTypeWarning {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Errorf("no Warning Event with reason %s on plan %s", reason, plan)
 	}
 }

@@ -265,6 +265,8 @@ func TestSchemaRejectsMalformedPlans(t *testing.T) {
 		{"hook without a name", remove(path{"spec", "val", "hooks", "preUpgrade", 0, "name"}), "spec.val.hooks.preUpgrade[0].name", "Required value"},
 		{"notification event unknown", set(path{"spec", "notifications", 0, "events", 0}, "Exploded"), "spec.notifications[0].events[0]", "supported values"},
 		{"notification secret key invalid", set(path{"spec", "notifications", 0, "webhook", "urlSecretRef", "key"}, "web hook"), "spec.notifications[0].webhook.urlSecretRef.key", "must be a Secret key"},
+		// A rule on the whole object has no field path: the API server names it <nil>.
+		{"plan name too long for a label", set(path{"metadata", "name"}, strings.Repeat("p", 64)), "<nil>", "at most 63 characters"},
 		{"volume snapshot class missing", remove(path{"spec", "prod", "backup", "volumeSnapshots", "className"}), "spec.prod.backup.volumeSnapshots.className", "Required value"},
 	}
 	for i, tc := range cases {
