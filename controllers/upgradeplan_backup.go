@@ -108,8 +108,9 @@ func (r *UpgradePlanReconciler) writeSnapshot(ctx context.Context, s *scope, env
 }
 
 // captureSnapshot records the target as it is now, before it is changed:
-// each component's workload (with the replicas it had before quiesce), what
-// quiesce changed, the claims to snapshot and the backup Jobs to run.
+// each component's workload, what quiesce changed, the claims to snapshot
+// and the backup Jobs to run. (No component is quiesced: the schema refuses
+// it.)
 func (r *UpgradePlanReconciler) captureSnapshot(ctx context.Context, s *scope, env environment) (upgradesv1alpha1.UpgradeSnapshotSpec, string, error) {
 	plan := s.plan
 	spec := upgradesv1alpha1.UpgradeSnapshotSpec{
@@ -132,12 +133,6 @@ func (r *UpgradePlanReconciler) captureSnapshot(ctx context.Context, s *scope, e
 		record, err := snapshot.Workload(component.Name, obj)
 		if err != nil {
 			return spec, "", err
-		}
-		// Quiesce may have scaled this workload down: record what it ran.
-		for _, q := range spec.Quiesced {
-			if q.Kind == string(record.Kind) && q.Name == record.Name && q.Replicas != nil {
-				record.Replicas = q.Replicas
-			}
 		}
 		spec.Workloads = append(spec.Workloads, record)
 	}
@@ -206,6 +201,9 @@ func (r *UpgradePlanReconciler) takeVolumeSnapshots(ctx context.Context, s *scop
 	if len(records) == 0 {
 		return 0, "", "", nil
 	}
+	if s.plan.Spec.PROD.Backup == nil || s.plan.Spec.PROD.Backup.VolumeSnapshots == nil {
+		return 0, "", "backup.volumeSnapshots was removed from the plan while backing up; the snapshot already records volumes to take", nil
+	}
 	if !r.VolumeSnapshotsServed {
 		return 0, "", "the cluster serves no snapshot.storage.k8s.io/v1 VolumeSnapshot API: install the CSI snapshot CRDs and controller and restart changegate, or remove backup.volumeSnapshots from the plan", nil
 	}
@@ -235,6 +233,8 @@ func (r *UpgradePlanReconciler) takeVolumeSnapshots(ctx context.Context, s *scop
 			return 0, "", "", err
 		}
 		switch status := vs.Status; {
+		case !vs.DeletionTimestamp.IsZero():
+			return 0, "", fmt.Sprintf("VolumeSnapshot %s of claim %s in %s is being deleted", key.Name, record.PVC, env.name), nil
 		case status != nil && status.Error != nil && status.Error.Message != nil:
 			return 0, "", fmt.Sprintf("VolumeSnapshot %s of claim %s in %s failed: %s", key.Name, record.PVC, env.name, *status.Error.Message), nil
 		case status != nil && ptr.Deref(status.ReadyToUse, false):

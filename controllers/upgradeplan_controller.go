@@ -182,6 +182,12 @@ func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, bef
 				fmt.Sprintf("spec.paused holds the plan before %s; set it to false to go on", pos.current.name)), before
 		}
 		s.step = startStep(plan, pos.current, s.now)
+		if s.step.Name == upgradesv1alpha1.StepUpgradePROD {
+			// A target's upgrade is recorded as started before its first
+			// image is set: a rollback must know every target that may
+			// have changed, even if this reconcile's status write is lost.
+			return progressed(upgradesv1alpha1.ReasonProgressing, "upgrading "+s.step.Target), before
+		}
 	}
 	return r.runStep(ctx, s), before
 }

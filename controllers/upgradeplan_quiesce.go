@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -18,6 +19,7 @@ import (
 )
 
 // +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
 
 const kindCronJob = "CronJob"
 
@@ -113,15 +115,35 @@ func (r *UpgradePlanReconciler) stop(ctx context.Context, namespace string, reco
 	if err != nil {
 		return nil, err
 	}
-	// The cache tells when the controller has stopped the pods: the
-	// workload's watch brings the news.
-	if err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+	message, err := r.podsGone(ctx, obj)
+	if err != nil || message == "" {
 		return nil, err
 	}
-	if stopped, message := workload.Stopped(obj); !stopped {
-		return []string{message}, nil
+	return []string{message}, nil
+}
+
+// podsGone says what a workload scaled to zero still waits for, or "" once
+// its controller reports no replicas (news the workload's watch brings to
+// the cache) and no pod of it is left, not even a terminating one.
+func (r *UpgradePlanReconciler) podsGone(ctx context.Context, obj client.Object) (string, error) {
+	if err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return "", err
 	}
-	return nil, nil
+	if stopped, message := workload.Stopped(obj); !stopped {
+		return message, nil
+	}
+	selector, err := metav1.LabelSelectorAsSelector(workload.Selector(obj))
+	if err != nil {
+		return "", err
+	}
+	pods := &corev1.PodList{}
+	if err := r.APIReader.List(ctx, pods, client.InNamespace(obj.GetNamespace()), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return "", err
+	}
+	if len(pods.Items) > 0 {
+		return fmt.Sprintf("%s/%s: %d pods still terminating", obj.GetNamespace(), obj.GetName(), len(pods.Items)), nil
+	}
+	return "", nil
 }
 
 // unquiesce puts back what quiesce stopped, exactly as recorded: the replica
@@ -181,10 +203,12 @@ func (r *UpgradePlanReconciler) setSuspend(ctx context.Context, namespace, name 
 	return nil
 }
 
-// runningJobsOf names the Jobs a CronJob started that have not finished.
+// runningJobsOf names the Jobs a CronJob started that have not finished,
+// asking the API server: a Job started a moment before the suspension may
+// not be in the cache yet.
 func (r *UpgradePlanReconciler) runningJobsOf(ctx context.Context, namespace, cronJob string) ([]string, error) {
 	list := &batchv1.JobList{}
-	if err := r.List(ctx, list, client.InNamespace(namespace)); err != nil {
+	if err := r.APIReader.List(ctx, list, client.InNamespace(namespace)); err != nil {
 		return nil, err
 	}
 	var running []string

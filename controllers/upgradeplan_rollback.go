@@ -6,9 +6,11 @@ import (
 	"strings"
 	"time"
 
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
@@ -22,11 +24,12 @@ const claimPoll = 2 * time.Second
 
 // restoring is how far the restore of one target got: what it still waits
 // for, when to look again without an event, and, when a person must step in,
-// why.
+// why (a reason and a message).
 type restoring struct {
-	pending []string
-	poll    time.Duration
-	stuck   string
+	pending     []string
+	poll        time.Duration
+	stuckReason string
+	stuck       string
 }
 
 // rollBack (RollingBack) puts every PROD target the plan touched back as its
@@ -42,16 +45,20 @@ func (r *UpgradePlanReconciler) rollBack(ctx context.Context, s *scope) outcome 
 	for i := len(touched) - 1; i >= 0; i-- {
 		target, err := r.restoreTarget(ctx, s, s.target(string(touched[i].Name)))
 		if err != nil {
+			if r.rollbackOverdue(s) {
+				// The error may never clear by itself: people must hear of it.
+				return r.rollbackWaiting(s, restoring{pending: []string{err.Error()}, poll: 10 * time.Second})
+			}
 			return failedTransiently(err)
 		}
 		progress.pending = append(progress.pending, target.pending...)
 		progress.poll = max(progress.poll, target.poll)
 		if target.stuck != "" {
-			progress.stuck = target.stuck
+			progress.stuckReason, progress.stuck = target.stuckReason, target.stuck
 		}
 	}
 	if progress.stuck != "" {
-		out := stalled(upgradesv1alpha1.ReasonRestoreFailed, progress.stuck)
+		out := stalled(progress.stuckReason, progress.stuck)
 		out.after = progress.poll
 		return out
 	}
@@ -77,12 +84,8 @@ func (r *UpgradePlanReconciler) rollBack(ctx context.Context, s *scope) outcome 
 // rollbackWaiting waits for the rollback, waking at restore.maxDuration at
 // the latest; from then on the plan is Stalled while the rollback goes on.
 func (r *UpgradePlanReconciler) rollbackWaiting(s *scope, progress restoring) outcome {
-	limit := time.Hour
-	if restore := s.plan.Spec.PROD.Restore; restore != nil {
-		limit = restore.MaxDuration.GetOr(limit)
-	}
+	limit, deadline := rollbackDeadline(s)
 	message := "rolling back: " + strings.Join(progress.pending, "; ")
-	deadline := s.step.StartedAt.Add(limit)
 	if !s.now.Before(deadline) {
 		out := stalled(upgradesv1alpha1.ReasonRollbackDeadlineExceeded, fmt.Sprintf(
 			"the rollback has run longer than restore.maxDuration (%s) and carries on; check the target now: %s", limit, message))
@@ -96,6 +99,20 @@ func (r *UpgradePlanReconciler) rollbackWaiting(s *scope, progress restoring) ou
 	return waiting(after, upgradesv1alpha1.ReasonProgressing, message)
 }
 
+// rollbackDeadline is restore.maxDuration (default 1h) and when it runs out.
+func rollbackDeadline(s *scope) (time.Duration, time.Time) {
+	limit := time.Hour
+	if restore := s.plan.Spec.PROD.Restore; restore != nil {
+		limit = restore.MaxDuration.GetOr(limit)
+	}
+	return limit, s.step.StartedAt.Add(limit)
+}
+
+func (r *UpgradePlanReconciler) rollbackOverdue(s *scope) bool {
+	_, deadline := rollbackDeadline(s)
+	return !s.now.Before(deadline)
+}
+
 // restoreTarget moves one target one stage further back to its snapshot.
 func (r *UpgradePlanReconciler) restoreTarget(ctx context.Context, s *scope, env environment) (restoring, error) {
 	snap, unusable, err := r.usableSnapshot(ctx, s, env)
@@ -104,19 +121,16 @@ func (r *UpgradePlanReconciler) restoreTarget(ctx context.Context, s *scope, env
 	}
 	if snap == nil {
 		// Without a snapshot the images recorded when the plan started are
-		// the best there is.
+		// the best there is; a person must restore the rest.
 		rollouts, err := r.applyImages(ctx, s, env, previousImages(s.plan, env.name))
 		if err != nil {
 			return restoring{}, err
 		}
-		pending := append(rollouts.failed, rollouts.pending...)
-		if len(pending) > 0 {
-			pending = append([]string{unusable + "; restoring the recorded images"}, pending...)
-		}
-		return restoring{pending: pending}, nil
+		return restoring{pending: append(rollouts.failed, rollouts.pending...), stuckReason: upgradesv1alpha1.ReasonSnapshotUnusable,
+			stuck: unusable + "; only the images recorded in status.previousImages were restored: restore the rest of " + env.name + " by hand"}, nil
 	}
 	if restore := s.plan.Spec.PROD.Restore; restore != nil && restore.Volumes && len(snap.Spec.VolumeSnapshots) > 0 {
-		if progress, err := r.restoreClaims(ctx, s, env, snap); err != nil || len(progress.pending) > 0 {
+		if progress, err := r.restoreClaims(ctx, s, env, snap); err != nil || len(progress.pending) > 0 || progress.stuck != "" {
 			return progress, err
 		}
 	}
@@ -133,7 +147,7 @@ func (r *UpgradePlanReconciler) restoreTarget(ctx context.Context, s *scope, env
 		case err != nil:
 			return restoring{}, err
 		case failed:
-			return restoring{stuck: fmt.Sprintf("restore of %s: %s; fix the cause, then delete the Job so that it runs again", env.name, message)}, nil
+			return restoring{stuckReason: upgradesv1alpha1.ReasonRestoreFailed, stuck: fmt.Sprintf("restore of %s: %s; fix the cause, then delete the Job so that it runs again", env.name, message)}, nil
 		case message != "":
 			return restoring{pending: []string{fmt.Sprintf("%s: %s", env.name, message)}}, nil
 		}
@@ -157,13 +171,13 @@ func (r *UpgradePlanReconciler) usableSnapshot(ctx context.Context, s *scope, en
 	key := client.ObjectKey{Namespace: s.plan.Namespace, Name: snapshotName(s.plan, env.name)}
 	err := r.Get(ctx, key, snap)
 	if apierrors.IsNotFound(err) {
-		return nil, fmt.Sprintf("%s: UpgradeSnapshot %s is missing", upgradesv1alpha1.ReasonSnapshotUnusable, key.Name), nil
+		return nil, fmt.Sprintf("UpgradeSnapshot %s is missing", key.Name), nil
 	}
 	if err != nil {
 		return nil, "", err
 	}
 	if err := snapshot.Verify(snap.Spec); err != nil {
-		return nil, fmt.Sprintf("%s: UpgradeSnapshot %s: %v", upgradesv1alpha1.ReasonSnapshotUnusable, key.Name, err), nil
+		return nil, fmt.Sprintf("UpgradeSnapshot %s: %v", key.Name, err), nil
 	}
 	return snap, "", nil
 }
@@ -192,6 +206,11 @@ func (r *UpgradePlanReconciler) restoreClaims(ctx context.Context, s *scope, env
 	if restored {
 		return restoring{}, nil
 	}
+	// No claim is deleted unless every snapshot to restore it from is there.
+	if unusable, err := r.unusableVolumeSnapshot(ctx, env, snap); err != nil || unusable != "" {
+		return restoring{stuckReason: upgradesv1alpha1.ReasonSnapshotUnusable, stuck: unusable + fmt.Sprintf(
+			"; the claims of %s were not touched: restore their data by hand, then set spec.prod.restore.volumes to false to finish the rollback", env.name)}, err
+	}
 
 	var pending []string
 	for _, record := range snap.Spec.Workloads {
@@ -202,10 +221,10 @@ func (r *UpgradePlanReconciler) restoreClaims(ctx context.Context, s *scope, env
 		if err != nil {
 			return restoring{}, err
 		}
-		if err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-			return restoring{}, err
-		}
-		if stopped, message := workload.Stopped(obj); !stopped {
+		if message, err := r.podsGone(ctx, obj); err != nil || message != "" {
+			if err != nil {
+				return restoring{}, err
+			}
 			pending = append(pending, message)
 		}
 	}
@@ -235,6 +254,27 @@ func (r *UpgradePlanReconciler) restoreClaims(ctx context.Context, s *scope, env
 		}
 	}
 	return restoring{pending: pending, poll: claimPoll}, nil
+}
+
+// unusableVolumeSnapshot says why one of the target's VolumeSnapshots cannot
+// restore its claim — missing, being deleted, failed or not ready — reading
+// each from the API server, or returns "".
+func (r *UpgradePlanReconciler) unusableVolumeSnapshot(ctx context.Context, env environment, snap *upgradesv1alpha1.UpgradeSnapshot) (string, error) {
+	for _, record := range snap.Spec.VolumeSnapshots {
+		vs := &snapshotv1.VolumeSnapshot{}
+		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: env.namespace, Name: string(record.Name)}, vs)
+		switch {
+		case apierrors.IsNotFound(err):
+			return fmt.Sprintf("VolumeSnapshot %s/%s is missing", env.namespace, record.Name), nil
+		case err != nil:
+			return "", err
+		case !vs.DeletionTimestamp.IsZero():
+			return fmt.Sprintf("VolumeSnapshot %s/%s is being deleted", env.namespace, record.Name), nil
+		case vs.Status == nil || !ptr.Deref(vs.Status.ReadyToUse, false):
+			return fmt.Sprintf("VolumeSnapshot %s/%s is not ready to use", env.namespace, record.Name), nil
+		}
+	}
+	return "", nil
 }
 
 // restoreWorkload puts a workload's pod template, replicas and update

@@ -13,6 +13,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.prod.decision) == has(oldSelf.prod.decision) && (!has(self.prod.decision) || self.prod.decision == oldSelf.prod.decision)",message="prod.decision is immutable: the go/no-go rules of a change cannot be altered once it is filed",fieldPath=".prod.decision"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.prod.version) || oldSelf.prod.version.size() == 0 || (has(self.prod.version) && self.prod.version == oldSelf.prod.version)",message="prod.version is immutable once set: create a new plan to promote another version",fieldPath=".prod.version"
 // +kubebuilder:validation:XValidation:rule="self.prod.targets.all(t, t.__namespace__ != self.val.__namespace__)",message="a PROD target cannot use the VAL namespace",fieldPath=".prod.targets"
+// +kubebuilder:validation:XValidation:rule="!has(self.prod.quiesce) || !has(self.prod.quiesce.scaleDown) || self.prod.quiesce.scaleDown.all(q, !self.components.exists(c, c.kind == q.kind && c.workloadName == q.name))",message="a component cannot also be scaled down by quiesce: it would be upgraded and verified while stopped",fieldPath=".prod.quiesce.scaleDown"
 type UpgradePlanSpec struct {
 	// application is the name of the application being upgraded, for people
 	// and for the Application printer column.

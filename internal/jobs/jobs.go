@@ -11,9 +11,12 @@ import (
 )
 
 // New returns the Job to create from a template: named name, in namespace,
-// carrying labels on top of the template's own.
+// carrying labels on top of the template's own. A finished Job is never
+// removed by a TTL: its existence is the record that it ran, and it lives as
+// long as the plan that created it.
 func New(template batchv1.JobTemplateSpec, name, namespace string, labels map[string]string) *batchv1.Job {
 	job := &batchv1.Job{Spec: *template.Spec.DeepCopy()}
+	job.Spec.TTLSecondsAfterFinished = nil
 	job.Name, job.Namespace = name, namespace
 	job.Labels = maps.Clone(template.Labels)
 	if job.Labels == nil {

@@ -13,7 +13,7 @@ import (
 func TestNew(t *testing.T) {
 	template := batchv1.JobTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db", "upgrades.changegate.dev/plan": "forged"}},
-		Spec: batchv1.JobSpec{BackoffLimit: ptr.To[int32](2), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+		Spec: batchv1.JobSpec{BackoffLimit: ptr.To[int32](2), TTLSecondsAfterFinished: ptr.To[int32](60), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "dump", Image: "pg:16"}},
 		}}},
 	}
@@ -26,6 +26,9 @@ func TestNew(t *testing.T) {
 	}
 	if *job.Spec.BackoffLimit != 2 || job.Spec.Template.Spec.Containers[0].Image != "pg:16" {
 		t.Fatalf("spec was not copied from the template: %+v", job.Spec)
+	}
+	if job.Spec.TTLSecondsAfterFinished != nil {
+		t.Fatal("a Job with a TTL would vanish after it ran and be run again")
 	}
 	job.Spec.Template.Spec.Containers[0].Image = "changed"
 	job.Labels["app"] = "changed"

@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
@@ -203,4 +204,17 @@ func Stopped(obj client.Object) (bool, string) {
 		return true, ""
 	}
 	return false, fmt.Sprintf("%s %s/%s: waiting for its pods to stop (%d left)", kind, obj.GetNamespace(), obj.GetName(), pods)
+}
+
+// Selector returns the label selector of a workload's pods.
+func Selector(obj client.Object) *metav1.LabelSelector {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		return w.Spec.Selector
+	case *appsv1.StatefulSet:
+		return w.Spec.Selector
+	case *appsv1.DaemonSet:
+		return w.Spec.Selector
+	}
+	return nil
 }

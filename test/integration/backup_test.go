@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -278,12 +279,17 @@ func TestBackupThenNoGoOnTestRestoresBothTargets(t *testing.T) {
 		if ptr.Deref(vs.Spec.Source.PersistentVolumeClaimName, "") != dbClaim || ptr.Deref(vs.Spec.VolumeSnapshotClassName, "") != snapClass {
 			t.Errorf("VolumeSnapshot %s snapshots %v with class %v; want %s with %s", key, vs.Spec.Source.PersistentVolumeClaimName, vs.Spec.VolumeSnapshotClassName, dbClaim, snapClass)
 		}
-		// A snapshot is never deleted while the plan can roll back.
-		if err := k8s.Delete(ctx, vs); err != nil {
+		if !slices.Contains(vs.Finalizers, upgradesv1alpha1.FinalizerSnapshotInUse) {
+			t.Errorf("VolumeSnapshot %s is not protected while the plan can roll back: finalizers %v", key, vs.Finalizers)
+		}
+		// A snapshot is never deleted while the plan can roll back: a
+		// deleted UpgradeSnapshot stays, and the rollback still uses it.
+		if err := k8s.Delete(ctx, &snap); err != nil {
 			t.Fatal(err)
 		}
-		if err := k8s.Get(ctx, key, vs); err != nil || vs.DeletionTimestamp.IsZero() {
-			t.Fatalf("a deleted VolumeSnapshot should be held by the plan's finalizer: %v", err)
+		held := &upgradesv1alpha1.UpgradeSnapshot{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(&snap), held); err != nil || held.DeletionTimestamp.IsZero() {
+			t.Fatalf("a deleted UpgradeSnapshot should be held by its finalizer until the plan ends: %v", err)
 		}
 		if jobs := planJobs(t, a, env); len(jobs) != 1 {
 			t.Errorf("%s has %d plan Jobs; want the backup Job", env, len(jobs))
@@ -316,10 +322,12 @@ func TestBackupThenNoGoOnTestRestoresBothTargets(t *testing.T) {
 			t.Errorf("%s: the restore Job did not run to success: %+v", env, restoreJob)
 		}
 	}
-	for _, snap := range upgradeSnapshots(t, a) {
-		if len(snap.Finalizers) != 0 {
-			t.Errorf("UpgradeSnapshot %s keeps finalizers %v after the plan ended", snap.Name, snap.Finalizers)
-		}
+	// Once the plan has ended the snapshots are released: the deleted ones go.
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return len(upgradeSnapshots(t, a)) == 0, nil
+	})
+	if err != nil {
+		t.Errorf("the deleted UpgradeSnapshots were still held after the plan ended: %+v", upgradeSnapshots(t, a))
 	}
 	observer.expectNoChangeBeforeVerification(t)
 }
@@ -645,4 +653,44 @@ func expectEvent(t *testing.T, namespace, plan, reason string) {
 	if err != nil {
 		t.Errorf("no Warning Event with reason %s on plan %s", reason, plan)
 	}
+}
+
+func TestRollbackNeverDeletesAClaimWithoutItsSnapshot(t *testing.T) {
+	ctx := context.Background()
+	a := newApp(t, "lostsnap")
+	a.addData(t)
+	plan := a.backedUpPlan()
+	driveToDecision(t, plan)
+	claim := &corev1.PersistentVolumeClaim{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: a.namespace["main"], Name: dbClaim}, claim); err != nil {
+		t.Fatal(err)
+	}
+	// Someone deletes MAIN's VolumeSnapshot: on a real cluster the snapshot
+	// controller would delete the stored snapshot behind it.
+	vs := &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: a.namespace["main"], Name: planWithData + "-main-" + dbClaim}}
+	if err := k8s.Delete(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	decide(t, plan, "main", upgradesv1alpha1.DecisionNoGo, "carol")
+	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return condition(p, upgradesv1alpha1.ConditionStalled).Reason == upgradesv1alpha1.ReasonSnapshotUnusable
+	})
+	if got.Status.Phase != upgradesv1alpha1.PhaseRollingBack || !strings.Contains(condition(got, upgradesv1alpha1.ConditionStalled).Message, "being deleted") {
+		t.Errorf("phase %s, Stalled %q; want RollingBack, stalled because the VolumeSnapshot is being deleted", got.Status.Phase, condition(got, upgradesv1alpha1.ConditionStalled).Message)
+	}
+	after := &corev1.PersistentVolumeClaim{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(claim), after); err != nil {
+		t.Fatal(err)
+	}
+	if after.UID != claim.UID || !after.DeletionTimestamp.IsZero() {
+		t.Error("the claim was deleted although its snapshot was going away")
+	}
+
+	// The person restores the data by hand and lets the rollback finish
+	// without volumes, as the message says.
+	if err := updatePlanTyped(plan, func(p *upgradesv1alpha1.UpgradePlan) { p.Spec.PROD.Restore.Volumes = false }); err != nil {
+		t.Fatal(err)
+	}
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
+	a.expectImages(t, "main", oldVersion)
 }

@@ -261,6 +261,7 @@ func TestSchemaRejectsMalformedPlans(t *testing.T) {
 		{"requiredApprovals 0", set(path{"spec", "uat", "requiredApprovals"}, 0), "spec.uat.requiredApprovals", "greater than or equal to 1"},
 		{"approver with a comma", set(path{"spec", "uat", "approvers", "users", 0}, "alice,bob"), "spec.uat.approvers.users[0]", "single username"},
 		{"duplicate approver", appendTo(path{"spec", "uat", "approvers", "users"}, "alice"), "spec.uat.approvers.users[1]", "Duplicate value"},
+		{"quiesce a component", set(path{"spec", "prod", "quiesce", "scaleDown", 0, "name"}, "clinspark-web"), "spec.prod.quiesce.scaleDown", "cannot also be scaled down"},
 		{"quiesce a DaemonSet", set(path{"spec", "prod", "quiesce", "scaleDown", 0, "kind"}, "DaemonSet"), "spec.prod.quiesce.scaleDown[0].kind", `supported values: "Deployment", "StatefulSet"`},
 		{"hook without a name", remove(path{"spec", "val", "hooks", "preUpgrade", 0, "name"}), "spec.val.hooks.preUpgrade[0].name", "Required value"},
 		{"notification event unknown", set(path{"spec", "notifications", 0, "events", 0}, "Exploded"), "spec.notifications[0].events[0]", "supported values"},
