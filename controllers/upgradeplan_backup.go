@@ -232,12 +232,10 @@ func (r *UpgradePlanReconciler) takeVolumeSnapshots(ctx context.Context, s *scop
 		if err != nil {
 			return 0, "", "", err
 		}
-		switch status := vs.Status; {
-		case !vs.DeletionTimestamp.IsZero():
-			return 0, "", fmt.Sprintf("VolumeSnapshot %s of claim %s in %s is being deleted", key.Name, record.PVC, env.name), nil
-		case status != nil && status.Error != nil && status.Error.Message != nil:
-			return 0, "", fmt.Sprintf("VolumeSnapshot %s of claim %s in %s failed: %s", key.Name, record.PVC, env.name, *status.Error.Message), nil
-		case status != nil && ptr.Deref(status.ReadyToUse, false):
+		switch ok, broken := snapshot.VolumeSnapshotState(vs); {
+		case broken != "":
+			return 0, "", fmt.Sprintf("%s (claim %s in %s)", broken, record.PVC, env.name), nil
+		case ok:
 			ready++
 		default:
 			waitingFor = append(waitingFor, fmt.Sprintf("VolumeSnapshot %s of claim %s not ready to use yet", key.Name, record.PVC))

@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
@@ -263,14 +262,16 @@ func (r *UpgradePlanReconciler) unusableVolumeSnapshot(ctx context.Context, env 
 	for _, record := range snap.Spec.VolumeSnapshots {
 		vs := &snapshotv1.VolumeSnapshot{}
 		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: env.namespace, Name: string(record.Name)}, vs)
-		switch {
-		case apierrors.IsNotFound(err):
+		if apierrors.IsNotFound(err) {
 			return fmt.Sprintf("VolumeSnapshot %s/%s is missing", env.namespace, record.Name), nil
-		case err != nil:
+		}
+		if err != nil {
 			return "", err
-		case !vs.DeletionTimestamp.IsZero():
-			return fmt.Sprintf("VolumeSnapshot %s/%s is being deleted", env.namespace, record.Name), nil
-		case vs.Status == nil || !ptr.Deref(vs.Status.ReadyToUse, false):
+		}
+		switch ready, broken := snapshot.VolumeSnapshotState(vs); {
+		case broken != "":
+			return broken, nil
+		case !ready:
 			return fmt.Sprintf("VolumeSnapshot %s/%s is not ready to use", env.namespace, record.Name), nil
 		}
 	}

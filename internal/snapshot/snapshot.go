@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"maps"
 
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -163,6 +164,22 @@ func RestoredClaim(record upgradesv1alpha1.VolumeSnapshotRecord, namespace strin
 		Name:     string(record.Name),
 	}
 	return pvc
+}
+
+// VolumeSnapshotState says whether a VolumeSnapshot can restore a claim:
+// ready, or not yet, or — with a sentence saying why — never (it failed or is
+// being deleted, which on a real cluster deletes the stored snapshot too).
+func VolumeSnapshotState(vs *snapshotv1.VolumeSnapshot) (ready bool, broken string) {
+	name := vs.Namespace + "/" + vs.Name
+	switch status := vs.Status; {
+	case !vs.DeletionTimestamp.IsZero():
+		return false, fmt.Sprintf("VolumeSnapshot %s is being deleted", name)
+	case status != nil && status.Error != nil && status.Error.Message != nil:
+		return false, fmt.Sprintf("VolumeSnapshot %s failed: %s", name, *status.Error.Message)
+	case status != nil && ptr.Deref(status.ReadyToUse, false):
+		return true, ""
+	}
+	return false, ""
 }
 
 // ClaimRestored reports whether the claim was already recreated from the

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -209,5 +210,31 @@ func TestRestoredClaim(t *testing.T) {
 	}
 	if record.Claim.VolumeName != "pv-1" {
 		t.Fatal("RestoredClaim changed the record")
+	}
+}
+
+func TestVolumeSnapshotState(t *testing.T) {
+	now := metav1.Now()
+	message := "the driver failed"
+	tests := []struct {
+		name   string
+		vs     snapshotv1.VolumeSnapshot
+		ready  bool
+		broken string
+	}{
+		{"no status yet", snapshotv1.VolumeSnapshot{}, false, ""},
+		{"not ready", snapshotv1.VolumeSnapshot{Status: &snapshotv1.VolumeSnapshotStatus{ReadyToUse: ptr.To(false)}}, false, ""},
+		{"ready", snapshotv1.VolumeSnapshot{Status: &snapshotv1.VolumeSnapshotStatus{ReadyToUse: ptr.To(true)}}, true, ""},
+		{"failed", snapshotv1.VolumeSnapshot{Status: &snapshotv1.VolumeSnapshotStatus{Error: &snapshotv1.VolumeSnapshotError{Message: &message}}}, false, "failed: the driver failed"},
+		{"being deleted, even if ready", snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now},
+			Status: &snapshotv1.VolumeSnapshotStatus{ReadyToUse: ptr.To(true)}}, false, "being deleted"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ready, broken := VolumeSnapshotState(&tt.vs)
+			if ready != tt.ready || (tt.broken == "") != (broken == "") || !strings.Contains(broken, tt.broken) {
+				t.Fatalf("VolumeSnapshotState() = %v, %q; want %v, %q", ready, broken, tt.ready, tt.broken)
+			}
+		})
 	}
 }
