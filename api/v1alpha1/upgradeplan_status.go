@@ -211,6 +211,10 @@ type CheckStatus struct {
 	// +optional
 	Failures int32 `json:"failures"`
 
+	// attempts is the number of attempts made so far.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+
 	// message of the last attempt.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
