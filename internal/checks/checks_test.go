@@ -24,7 +24,9 @@ func serve(t *testing.T, handler http.HandlerFunc) string {
 
 func TestHTTP(t *testing.T) {
 	healthy := serve(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, "status: ok") })
-	failing := serve(t, func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "database down", http.StatusServiceUnavailable) })
+	failing := serve(t, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "database down", http.StatusServiceUnavailable)
+	})
 	redirecting := serve(t, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/login", http.StatusFound) })
 	slow := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		select {
