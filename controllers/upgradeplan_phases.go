@@ -46,7 +46,7 @@ func (r *UpgradePlanReconciler) runStep(ctx context.Context, s *scope) outcome {
 	case upgradesv1alpha1.StepVerifyPROD:
 		return r.verifyEnvironment(ctx, s, s.target(s.step.Target))
 	case upgradesv1alpha1.StepDecision:
-		return r.awaitDecision(s)
+		return r.awaitDecision(ctx, s)
 	case upgradesv1alpha1.StepComplete:
 		if err := r.unquiesce(ctx, s); err != nil {
 			return failedTransiently(err)
@@ -163,8 +163,11 @@ func (r *UpgradePlanReconciler) upgradeEnvironment(ctx context.Context, s *scope
 
 // verifyEnvironment (VerifyingVAL, VerifyingPROD) runs the environment's
 // checks. The built-in check, always present, is that every component still
-// runs the new version, fully rolled out. It changes nothing; it records the
-// step's result, and for VAL the validated version.
+// runs the new version, fully rolled out; then each check in the plan runs
+// until it passes (its successThreshold and soak) or fails (its
+// failureThreshold). It changes nothing but the check Jobs it starts; it
+// records the checks in status.checks, the step's result, and for VAL the
+// validated version.
 func (r *UpgradePlanReconciler) verifyEnvironment(ctx context.Context, s *scope, env environment) outcome {
 	for _, component := range s.plan.Spec.Components {
 		state, message, err := r.rollout(ctx, s, env.namespace, component, workload.ImageRef(component.Image, env.version))
@@ -179,10 +182,20 @@ func (r *UpgradePlanReconciler) verifyEnvironment(ctx context.Context, s *scope,
 			return waiting(0, upgradesv1alpha1.ReasonProgressing, message)
 		}
 	}
+	result, err := r.runChecks(ctx, s, env, s.step.StartedAt.Time)
+	switch {
+	case err != nil:
+		return failedTransiently(err)
+	case result.failed != "":
+		s.complete(upgradesv1alpha1.StepFailed, upgradesv1alpha1.ReasonCheckFailed, result.failed)
+		return progressed(upgradesv1alpha1.ReasonCheckFailed, result.failed)
+	case !result.passed:
+		return waiting(result.next, upgradesv1alpha1.ReasonProgressing, "checking "+env.name+": "+strings.Join(result.waiting, "; "))
+	}
 	if env.name == upgradesv1alpha1.EnvironmentVAL {
 		s.plan.Status.ValidatedVersion = string(env.version)
 	}
-	message := fmt.Sprintf("%s runs %s on every component", env.name, env.version)
+	message := fmt.Sprintf("%s runs %s on every component and passes its checks", env.name, env.version)
 	s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonChecksPassing, message)
 	return progressed(upgradesv1alpha1.ReasonChecksPassing, message)
 }
@@ -316,12 +329,31 @@ func (r *UpgradePlanReconciler) awaitWindow(s *scope) outcome {
 	return waiting(state.Next.Sub(s.now), upgradesv1alpha1.ReasonAwaitingWindow, state.Message)
 }
 
+// sooner is the earlier of two waits, where 0 means no timer.
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
+}
+
 // awaitDecision (AwaitingDecision) reads the decision.<target> annotations.
 // It changes nothing. It records the decision in status.approvals and
 // completes: Succeeded on go, Failed on no-go or when prod.decision.timeout
 // passes without one.
-func (r *UpgradePlanReconciler) awaitDecision(s *scope) outcome {
+func (r *UpgradePlanReconciler) awaitDecision(ctx context.Context, s *scope) outcome {
 	plan, target := s.plan, s.step.Target
+	// The target's checks keep running while people decide; one failing
+	// rolls the target back whatever they would have said.
+	verification := findStep(plan, upgradesv1alpha1.StepVerifyPROD, target)
+	checked, err := r.runChecks(ctx, s, s.target(target), verification.StartedAt.Time)
+	if err != nil {
+		return failedTransiently(err)
+	}
+	if checked.failed != "" {
+		s.complete(upgradesv1alpha1.StepFailed, upgradesv1alpha1.ReasonCheckFailed, checked.failed+" while awaiting the go/no-go")
+		return progressed(upgradesv1alpha1.ReasonCheckFailed, checked.failed)
+	}
 	var approvers *upgradesv1alpha1.Approvers
 	var timeout time.Duration
 	if d := plan.Spec.PROD.Decision; d != nil {
@@ -350,10 +382,10 @@ func (r *UpgradePlanReconciler) awaitDecision(s *scope) outcome {
 			s.complete(upgradesv1alpha1.StepFailed, upgradesv1alpha1.ReasonDecisionTimeout, message)
 			return progressed(upgradesv1alpha1.ReasonDecisionTimeout, message)
 		}
-		return waitingForPerson(deadline.Sub(s.now), upgradesv1alpha1.ReasonAwaitingDecision, fmt.Sprintf(
+		return waitingForPerson(sooner(deadline.Sub(s.now), checked.next), upgradesv1alpha1.ReasonAwaitingDecision, fmt.Sprintf(
 			"%s awaits its go/no-go until %s: kubectl changegate go|no-go %s --target %s -n %s",
 			target, deadline.UTC().Format(time.RFC3339), plan.Name, target, plan.Namespace))
 	}
-	return waitingForPerson(0, upgradesv1alpha1.ReasonAwaitingDecision, fmt.Sprintf(
+	return waitingForPerson(checked.next, upgradesv1alpha1.ReasonAwaitingDecision, fmt.Sprintf(
 		"%s awaits its go/no-go: kubectl changegate go|no-go %s --target %s -n %s", target, plan.Name, target, plan.Namespace))
 }

@@ -129,10 +129,13 @@ func setDomainConditions(plan *upgradesv1alpha1.UpgradePlan, now time.Time) {
 		if step.Target != "" {
 			where = step.Target
 		}
-		switch step.Result {
-		case upgradesv1alpha1.StepSucceeded:
+		switch failed := failedCheck(plan, where); {
+		case failed != nil:
+			setCondition(plan, upgradesv1alpha1.ConditionChecksPassed, false, upgradesv1alpha1.ReasonCheckFailed,
+				fmt.Sprintf("check %s failed in %s: %s", failed.Name, where, failed.Message), now)
+		case step.Result == upgradesv1alpha1.StepSucceeded:
 			setCondition(plan, upgradesv1alpha1.ConditionChecksPassed, true, upgradesv1alpha1.ReasonChecksPassing, step.Message, now)
-		case upgradesv1alpha1.StepFailed:
+		case step.Result == upgradesv1alpha1.StepFailed:
 			setCondition(plan, upgradesv1alpha1.ConditionChecksPassed, false, step.Reason, step.Message, now)
 		default:
 			setCondition(plan, upgradesv1alpha1.ConditionChecksPassed, false, upgradesv1alpha1.ReasonProgressing, "checks running in "+where, now)
@@ -170,6 +173,16 @@ func setQuiescedCondition(plan *upgradesv1alpha1.UpgradePlan, now time.Time) {
 	default:
 		setCondition(plan, upgradesv1alpha1.ConditionQuiesced, false, step.Reason, step.Message, now)
 	}
+}
+
+// failedCheck is a check of the environment that failed, if one did.
+func failedCheck(plan *upgradesv1alpha1.UpgradePlan, environment string) *upgradesv1alpha1.CheckStatus {
+	for i := range plan.Status.Checks {
+		if c := &plan.Status.Checks[i]; c.Environment == environment && c.State == upgradesv1alpha1.CheckFailed {
+			return c
+		}
+	}
+	return nil
 }
 
 func lastVerification(plan *upgradesv1alpha1.UpgradePlan) *upgradesv1alpha1.Step {
