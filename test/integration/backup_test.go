@@ -183,10 +183,11 @@ func (a *app) expectQuiesced(t *testing.T, quiesced bool) {
 	}
 }
 
-func planJobs(t *testing.T, a *app, env string) map[string]*batchv1.Job {
+// planJobs are the Jobs a plan created in a namespace, by name.
+func planJobs(t *testing.T, namespace, plan string) map[string]*batchv1.Job {
 	t.Helper()
 	list := &batchv1.JobList{}
-	if err := k8s.List(context.Background(), list, client.InNamespace(a.namespace[env]), client.MatchingLabels{upgradesv1alpha1.LabelPlan: planWithData}); err != nil {
+	if err := k8s.List(context.Background(), list, client.InNamespace(namespace), client.MatchingLabels{upgradesv1alpha1.LabelPlan: plan}); err != nil {
 		t.Fatal(err)
 	}
 	byName := map[string]*batchv1.Job{}
@@ -291,7 +292,7 @@ func TestBackupThenNoGoOnTestRestoresBothTargets(t *testing.T) {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(&snap), held); err != nil || held.DeletionTimestamp.IsZero() {
 			t.Fatalf("a deleted UpgradeSnapshot should be held by its finalizer until the plan ends: %v", err)
 		}
-		if jobs := planJobs(t, a, env); len(jobs) != 1 {
+		if jobs := planJobs(t, a.namespace[env], planWithData); len(jobs) != 1 {
 			t.Errorf("%s has %d plan Jobs; want the backup Job", env, len(jobs))
 		}
 	}
@@ -317,7 +318,7 @@ func TestBackupThenNoGoOnTestRestoresBothTargets(t *testing.T) {
 		if pvc.Labels["app"] != "clinspark" || pvc.Spec.VolumeName != "" {
 			t.Errorf("%s: restored claim has labels %v and volume %q; want its labels and a new volume", env, pvc.Labels, pvc.Spec.VolumeName)
 		}
-		restoreJob := planJobs(t, a, env)[planWithData+"-restore-"+env+"-db-restore"]
+		restoreJob := planJobs(t, a.namespace[env], planWithData)[planWithData+"-restore-"+env+"-db-restore"]
 		if restoreJob == nil || restoreJob.Status.Succeeded != 1 {
 			t.Errorf("%s: the restore Job did not run to success: %+v", env, restoreJob)
 		}
@@ -347,7 +348,7 @@ func TestQuiesceIsUndoneWhenThePlanCompletes(t *testing.T) {
 	a.expectImages(t, "test", newVersion)
 	expectCondition(t, got, upgradesv1alpha1.ConditionQuiesced, metav1.ConditionFalse, upgradesv1alpha1.ReasonResumed)
 	for _, env := range []string{"main", "test"} {
-		if jobs := planJobs(t, a, env); len(jobs) != 1 {
+		if jobs := planJobs(t, a.namespace[env], planWithData); len(jobs) != 1 {
 			t.Errorf("%s: %d plan Jobs after a completed plan; want only the backup Job", env, len(jobs))
 		}
 	}
@@ -364,7 +365,7 @@ func TestQuiesceIsUndoneWhenThePlanCompletes(t *testing.T) {
 			if err := k8s.List(ctx, volumeSnapshots, client.InNamespace(a.namespace[env])); err != nil {
 				return false, err
 			}
-			for _, job := range planJobs(t, a, env) {
+			for _, job := range planJobs(t, a.namespace[env], planWithData) {
 				if job.DeletionTimestamp.IsZero() {
 					left++
 				}

@@ -134,8 +134,41 @@ func (j *Jobs) SetupWithManager(mgr ctrl.Manager) error {
 			if held {
 				return reconcile.Result{}, nil
 			}
+			if failing {
+				if err := j.failedPod(ctx, job); err != nil {
+					return reconcile.Result{}, err
+				}
+			}
 			return reconcile.Result{}, client.IgnoreNotFound(Finish(ctx, j.client, job, !failing))
 		}))
+}
+
+// FailureMessage is the termination message the pod of a failing Job
+// leaves, as a test suite's last output would.
+const FailureMessage = "smoke suite: 3 of 40 tests failed (login, orders, results)"
+
+// failedPod leaves the pod a failing Job would have run: its container
+// terminated with exit code 1 and FailureMessage.
+func (j *Jobs) failedPod(ctx context.Context, job *batchv1.Job) error {
+	// The ServiceAccount admission plugin wants the namespace's default
+	// account, which envtest's missing controller-manager never creates.
+	account := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: job.Namespace, Name: "default"}}
+	if err := j.client.Create(ctx, account); client.IgnoreAlreadyExists(err) != nil {
+		return err
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: job.Namespace, Name: job.Name + "-pod", Labels: map[string]string{batchv1.JobNameLabel: job.Name}},
+		Spec:       *job.Spec.Template.Spec.DeepCopy(),
+	}
+	if err := j.client.Create(ctx, pod); client.IgnoreAlreadyExists(err) != nil {
+		return err
+	}
+	pod.Status.Phase = corev1.PodFailed
+	for _, c := range pod.Spec.Containers {
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", Message: FailureMessage}}})
+	}
+	return j.client.Status().Update(ctx, pod)
 }
 
 // Finish ends a Job as the job controller would: succeeded or failed.
