@@ -45,7 +45,9 @@ func setStatus(plan *upgradesv1alpha1.UpgradePlan, out outcome, now time.Time) *
 	stalledNow := out.kind == outcomeStalled || phase == upgradesv1alpha1.PhaseFailed || phase == upgradesv1alpha1.PhaseRolledBack
 	reconciling := !stalledNow && pos.terminal == "" && out.kind != outcomeWaitingForPerson
 	wasStalled := meta.IsStatusConditionTrue(status.Conditions, upgradesv1alpha1.ConditionStalled)
-	setCondition(plan, upgradesv1alpha1.ConditionReady, phase == upgradesv1alpha1.PhaseCompleted, reason, message, now)
+	// Completed shows while the Complete step un-quiesces; Ready waits
+	// until it has.
+	setCondition(plan, upgradesv1alpha1.ConditionReady, pos.terminal == upgradesv1alpha1.PhaseCompleted, reason, message, now)
 	setCondition(plan, upgradesv1alpha1.ConditionReconciling, reconciling, reason, message, now)
 	setCondition(plan, upgradesv1alpha1.ConditionStalled, stalledNow, reason, message, now)
 	setDomainConditions(plan, now)

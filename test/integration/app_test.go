@@ -205,6 +205,15 @@ func waitForPhase(t *testing.T, plan *upgradesv1alpha1.UpgradePlan, phase upgrad
 	})
 }
 
+// waitForCompleted waits until the plan is Ready: Completed, with its last
+// step (un-quiescing) done.
+func waitForCompleted(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) *upgradesv1alpha1.UpgradePlan {
+	t.Helper()
+	return waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return p.Status.Phase == upgradesv1alpha1.PhaseCompleted && condition(p, upgradesv1alpha1.ConditionReady).Status == metav1.ConditionTrue
+	})
+}
+
 func condition(p *upgradesv1alpha1.UpgradePlan, conditionType string) metav1.Condition {
 	if c := meta.FindStatusCondition(p.Status.Conditions, conditionType); c != nil {
 		return *c

@@ -342,7 +342,7 @@ func TestQuiesceIsUndoneWhenThePlanCompletes(t *testing.T) {
 	decide(t, plan, "main", upgradesv1alpha1.DecisionGo, "carol")
 	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "test")
 	decide(t, plan, "test", upgradesv1alpha1.DecisionGo, "carol")
-	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseCompleted, "")
+	got := waitForCompleted(t, plan)
 	a.expectResumed(t)
 	a.expectImages(t, "main", newVersion)
 	a.expectImages(t, "test", newVersion)

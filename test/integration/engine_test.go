@@ -44,7 +44,11 @@ func TestHappyPathThroughBothTargets(t *testing.T) {
 	plan.Spec.UAT = &upgradesv1alpha1.UAT{RequiredApprovals: 1}
 	create(t, plan)
 
-	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
+	// The phase shows as soon as VAL is verified; the wait for approvals is
+	// recorded by the next reconcile.
+	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return p.Status.Phase == upgradesv1alpha1.PhaseAwaitingUATApproval && condition(p, upgradesv1alpha1.ConditionUATApproved).Status != "absent"
+	})
 	a.expectImages(t, "val", newVersion)
 	a.expectImages(t, "main", oldVersion)
 	if got.Status.Versions["val"] != oldVersion || got.Status.Versions["main"] != oldVersion || got.Status.Versions["test"] != oldVersion {
@@ -66,7 +70,7 @@ func TestHappyPathThroughBothTargets(t *testing.T) {
 	a.expectImages(t, "test", newVersion)
 
 	decide(t, plan, "test", "go", "carol")
-	got = waitForPhase(t, plan, upgradesv1alpha1.PhaseCompleted, "")
+	got = waitForCompleted(t, plan)
 	expectOnlyImageChanged(t, a, "main")
 	for _, env := range []string{"val", "main", "test"} {
 		a.expectImages(t, env, newVersion)
