@@ -16,6 +16,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -29,6 +30,7 @@ import (
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
 	"github.com/changegate/changegate/internal/approval"
+	"github.com/changegate/changegate/internal/window"
 )
 
 // UpgradePlanReconciler carries UpgradePlans from VAL to PROD.
@@ -123,6 +125,10 @@ func (r *UpgradePlanReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}()
 
 	out, before = r.reconcilePlan(ctx, s, before)
+	if closes := windowCloses(plan); closes.After(s.now) && prodChanged(plan) && !rollingBack(plan) && locate(plan).terminal == "" {
+		// Wake when the window ends, whatever the step waits for.
+		out.after = sooner(out.after, closes.Sub(s.now))
+	}
 	return out.result(), out.err
 }
 
@@ -175,6 +181,19 @@ func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, bef
 		pos = locate(plan)
 	}
 
+	closes := windowCloses(plan)
+	if !closes.IsZero() && !s.now.Before(closes) && prodChanged(plan) && !rollingBack(plan) {
+		message := fmt.Sprintf("the window ended at %s before the plan completed", closes.UTC().Format(time.RFC3339))
+		if plan.Spec.PROD.OnWindowEnd == upgradesv1alpha1.WindowEndContinue {
+			if c := meta.FindStatusCondition(plan.Status.Conditions, upgradesv1alpha1.ConditionWindowOpen); c == nil || c.Reason != upgradesv1alpha1.ReasonWindowEnded {
+				r.Recorder.Eventf(plan, nil, corev1.EventTypeWarning, upgradesv1alpha1.ReasonWindowEnded, string(plan.Status.Phase), "%s; carrying on (onWindowEnd: Continue)", message)
+			}
+		} else {
+			r.startRollback(s, pos, upgradesv1alpha1.ReasonWindowEnded, message+" (onWindowEnd: Rollback)")
+			pos = locate(plan)
+		}
+	}
+
 	s.step = pos.started
 	if s.step == nil {
 		if plan.Spec.Paused && !rollingBack(plan) {
@@ -190,6 +209,16 @@ func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, bef
 		}
 	}
 	return r.runStep(ctx, s), before
+}
+
+// windowCloses is when the window the plan entered PROD in ends: zero before
+// the Window step completed, or without a window.
+func windowCloses(plan *upgradesv1alpha1.UpgradePlan) time.Time {
+	step := findStep(plan, upgradesv1alpha1.StepWindow, "")
+	if step == nil || step.CompletedAt == nil || step.Result != upgradesv1alpha1.StepSucceeded {
+		return time.Time{}
+	}
+	return window.Evaluate(plan.Spec.PROD.Window, nil, step.CompletedAt.Time).ClosesAt
 }
 
 // startRollback ends the current step as failed and starts a rollback. It is

@@ -103,10 +103,23 @@ func whyRolledBack(plan *upgradesv1alpha1.UpgradePlan) string {
 }
 
 // setDomainConditions writes the conditions that say how far the change has
-// come: UATApproved, Quiesced, BackupReady, ChecksPassed and RolledBack,
-// each once it applies.
+// come: WindowOpen, Quiesced, BackupReady, UATApproved, ChecksPassed and
+// RolledBack, each once it applies.
 func setDomainConditions(plan *upgradesv1alpha1.UpgradePlan, now time.Time) {
 	setQuiescedCondition(plan, now)
+	if closes := windowCloses(plan); !closes.IsZero() && locate(plan).terminal == "" {
+		if now.Before(closes) {
+			setCondition(plan, upgradesv1alpha1.ConditionWindowOpen, true, upgradesv1alpha1.ReasonProgressing,
+				"the window is open until "+closes.UTC().Format(time.RFC3339), now)
+		} else {
+			action := "the plan rolls back (onWindowEnd: Rollback)"
+			if plan.Spec.PROD.OnWindowEnd == upgradesv1alpha1.WindowEndContinue {
+				action = "the plan carries on past it (onWindowEnd: Continue)"
+			}
+			setCondition(plan, upgradesv1alpha1.ConditionWindowOpen, false, upgradesv1alpha1.ReasonWindowEnded,
+				fmt.Sprintf("the window ended at %s; %s", closes.UTC().Format(time.RFC3339), action), now)
+		}
+	}
 	if step := findStep(plan, upgradesv1alpha1.StepBackup, ""); step != nil {
 		switch {
 		case step.CompletedAt == nil:

@@ -22,6 +22,8 @@ func mt(s string) *metav1.Time { t := metav1.NewTime(at(s)); return &t }
 func TestEvaluate(t *testing.T) {
 	oneOff := &upgradesv1alpha1.Window{Start: mt("2024-11-01T16:00:00Z"), End: mt("2024-11-02T00:36:00Z")}
 	fridays := &upgradesv1alpha1.Window{Schedule: "0 18 * * 5", Duration: "6h", TimeZone: "Europe/London"}
+	sundays := &upgradesv1alpha1.Window{Schedule: "0 0 * * 0", Duration: "3h", TimeZone: "Europe/London"}
+	small := &upgradesv1alpha1.Window{Schedule: "30 1 * * 0", Duration: "1h", TimeZone: "Europe/London"}
 	freeze := []upgradesv1alpha1.Freeze{{Start: *mt("2024-11-01T17:00:00Z"), End: *mt("2024-11-01T18:00:00Z"), Reason: "lab go-live"}}
 	longFreeze := []upgradesv1alpha1.Freeze{{Start: *mt("2024-11-01T17:00:00Z"), End: *mt("2024-11-03T00:00:00Z")}}
 
@@ -48,6 +50,16 @@ func TestEvaluate(t *testing.T) {
 		{"recurring, Friday after the clocks go back", fridays, nil, "2024-11-01T17:30:00Z", false, false, "2024-11-01T18:00:00Z"},
 		{"recurring, Thursday", fridays, nil, "2024-10-31T12:00:00Z", false, false, "2024-11-01T18:00:00Z"},
 		{"recurring windows are never missed", fridays, nil, "2024-11-02T12:00:00Z", false, false, "2024-11-08T18:00:00Z"},
+		// The last Sunday of March 2025 (the 30th) the clocks go forward:
+		// 18:00 local is 18:00Z the Friday before and 17:00Z the Friday after.
+		{"recurring, Friday before the clocks go forward", fridays, nil, "2025-03-28T12:00:00Z", false, false, "2025-03-28T18:00:00Z"},
+		{"recurring, Friday after the clocks go forward", fridays, nil, "2025-04-04T12:00:00Z", false, false, "2025-04-04T17:00:00Z"},
+		{"recurring, open across the change", sundays, nil, "2025-03-30T02:30:00Z", true, false, "2025-03-30T03:00:00Z"},
+		{"recurring, the window's duration is real time", sundays, nil, "2025-03-30T03:00:00Z", false, false, "2025-04-05T23:00:00Z"},
+		// 01:30 does not exist in London on 30 March 2025: that week has no
+		// window. On 27 October 2024 it happens twice: the first one opens.
+		{"recurring, local time that does not exist", small, nil, "2025-03-29T12:00:00Z", false, false, "2025-04-06T00:30:00Z"},
+		{"recurring, local time that happens twice", small, nil, "2024-10-26T12:00:00Z", false, false, "2024-10-27T00:30:00Z"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

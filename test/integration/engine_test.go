@@ -333,7 +333,7 @@ func TestAbortRollsBackPROD(t *testing.T) {
 func TestWindowOpensOnTime(t *testing.T) {
 	a := newApp(t, "window")
 	plan := a.plan("window")
-	start := metav1.NewTime(time.Now().Add(4 * time.Second).Truncate(time.Second))
+	start := metav1.NewTime(time.Now().Add(6 * time.Second).Truncate(time.Second))
 	end := metav1.NewTime(start.Add(time.Hour))
 	plan.Spec.PROD.Window = &upgradesv1alpha1.Window{Start: &start, End: &end}
 	create(t, plan)
@@ -341,11 +341,65 @@ func TestWindowOpensOnTime(t *testing.T) {
 	approveUAT(t, plan, newVersion, "alice")
 	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingWindow, "")
 	a.expectImages(t, "main", oldVersion)
-	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
-	started := findStep(got, upgradesv1alpha1.StepUpgradePROD, "main").StartedAt
-	if started.Before(&start) {
-		t.Errorf("PROD started at %s, before the window opened at %s", started, start)
+
+	// Until the window opens the plan costs nothing: no reconcile at all.
+	time.Sleep(500 * time.Millisecond)
+	before := reconcileCount(t)
+	time.Sleep(time.Until(start.Add(-time.Second)))
+	if after := reconcileCount(t); after != before {
+		t.Errorf("%v reconciles while the plan waited for its window; want none", after-before)
 	}
+
+	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+	quiesced := findStep(got, upgradesv1alpha1.StepQuiesce, "").StartedAt
+	if quiesced.Before(&start) || quiesced.Sub(start.Time) > 2*time.Second {
+		t.Errorf("PROD started at %s; want right when the window opened at %s", quiesced, start)
+	}
+	expectCondition(t, got, upgradesv1alpha1.ConditionWindowOpen, metav1.ConditionTrue, "")
+}
+
+// windowEndingSoon is a window that opened a minute ago and ends in a few
+// seconds: long enough to reach MAIN's decision.
+func windowEndingSoon() *upgradesv1alpha1.Window {
+	start := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second))
+	end := metav1.NewTime(time.Now().Add(5 * time.Second).Truncate(time.Second))
+	return &upgradesv1alpha1.Window{Start: &start, End: &end}
+}
+
+func TestWindowEndRollsBack(t *testing.T) {
+	a := newApp(t, "windowend")
+	plan := a.plan("windowend")
+	plan.Spec.PROD.Window = windowEndingSoon()
+	driveToDecision(t, plan)
+	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
+	expectCondition(t, got, upgradesv1alpha1.ConditionRolledBack, metav1.ConditionTrue, upgradesv1alpha1.ReasonWindowEnded)
+	rollback := findStep(got, upgradesv1alpha1.StepRollBack, "")
+	if rollback.StartedAt.Before(plan.Spec.PROD.Window.End) {
+		t.Errorf("the rollback started at %s, before the window ended at %s", rollback.StartedAt, plan.Spec.PROD.Window.End)
+	}
+	a.expectImages(t, "main", oldVersion)
+}
+
+func TestWindowEndWithContinueCarriesOn(t *testing.T) {
+	a := newApp(t, "overrun")
+	plan := a.plan("overrun")
+	plan.Spec.PROD.Window = windowEndingSoon()
+	plan.Spec.PROD.OnWindowEnd = upgradesv1alpha1.WindowEndContinue
+	driveToDecision(t, plan)
+	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return condition(p, upgradesv1alpha1.ConditionWindowOpen).Reason == upgradesv1alpha1.ReasonWindowEnded
+	})
+	if got.Status.Phase != upgradesv1alpha1.PhaseAwaitingDecision {
+		t.Errorf("phase %s after the window ended; want the plan to carry on", got.Status.Phase)
+	}
+	if message := condition(got, upgradesv1alpha1.ConditionWindowOpen).Message; !strings.Contains(message, "carries on") {
+		t.Errorf("WindowOpen says %q; want it to record the overrun", message)
+	}
+	expectEvent(t, a.plansNS, plan.Name, upgradesv1alpha1.ReasonWindowEnded)
+	decide(t, plan, "main", "go", "carol")
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "test")
+	decide(t, plan, "test", "go", "carol")
+	waitForCompleted(t, plan)
 }
 
 func TestMissedWindowStalls(t *testing.T) {
