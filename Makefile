@@ -61,8 +61,9 @@ verify: manifests generate ## Regenerate, check formatting, and fail on any drif
 	@echo "verify: generated files, go.mod and formatting are up to date"
 
 .PHONY: test
-test: envtest-assets vet ## Run every test on a real API server (builds kube-apiserver and etcd on first use).
-	KUBEBUILDER_ASSETS="$(ASSETS)" go test $(GO_TEST_FLAGS) ./...
+test: envtest-assets vet ## Run every test on a real API server and a real Prometheus (built or installed on first use).
+	prometheus=$$(hack/prometheus.sh) && \
+	KUBEBUILDER_ASSETS="$(ASSETS)" PROMETHEUS="$$prometheus" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: lint
 lint: ## Run golangci-lint (pinned; built on first use).

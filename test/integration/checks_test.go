@@ -158,3 +158,21 @@ func TestJobChecks(t *testing.T) {
 		t.Errorf("MAIN Job check = %+v; want Failed with the pod's termination message", c)
 	}
 }
+
+func TestFailingVALCheckRestoresVAL(t *testing.T) {
+	h := newHealth(t)
+	h.set("/val", true, false)
+	a := newApp(t, "valcheck")
+	plan := a.plan("clinspark-14-7")
+	plan.Spec.VAL.Checks = []upgradesv1alpha1.Check{httpCheck("login", h.url+"/val")}
+	create(t, plan)
+	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseFailed, "")
+	expectCondition(t, got, upgradesv1alpha1.ConditionChecksPassed, metav1.ConditionFalse, upgradesv1alpha1.ReasonCheckFailed)
+	if c := checkOf(got, "val", "login"); c.State != upgradesv1alpha1.CheckFailed || !strings.Contains(c.Message, "status 503") {
+		t.Errorf("VAL check = %+v; want Failed with the answer it got", c)
+	}
+	a.expectImages(t, "val", oldVersion)
+	if got.Status.ValidatedVersion != "" {
+		t.Errorf("validatedVersion = %q after VAL failed its checks", got.Status.ValidatedVersion)
+	}
+}
