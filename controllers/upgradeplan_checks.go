@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
@@ -44,18 +46,21 @@ func (r *UpgradePlanReconciler) runChecks(ctx context.Context, s *scope, env env
 		list = s.plan.Spec.PROD.Checks
 	}
 	results := make([]*checks.Result, len(list))
+	// running is, for a Job check whose Job runs, when it times out.
+	running := make([]time.Time, len(list))
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for i, check := range list {
 		status := checkStatus(s.plan, env.name, string(check.Name))
 		if status.State == upgradesv1alpha1.CheckFailed || s.now.Before(checks.Due(*status, check)) {
 			continue
 		}
 		if check.Job != nil {
-			result, err := r.jobAttempt(ctx, s, env, check, status)
+			result, timesOut, err := r.jobAttempt(ctx, s, env, check, status)
 			if err != nil {
 				return verdict{}, err
 			}
-			results[i] = result
+			results[i], running[i] = result, timesOut
 			continue
 		}
 		wg.Add(1)
@@ -85,11 +90,17 @@ func (r *UpgradePlanReconciler) runChecks(ctx context.Context, s *scope, env env
 			out.passed = false
 			out.waiting = append(out.waiting, fmt.Sprintf("check %s: %d of %d passes (%s)", check.Name, status.Successes, max(1, check.SuccessThreshold), status.Message))
 		}
-		if check.Job == nil {
-			due := checks.Due(*status, check).Sub(s.now)
-			if out.next == 0 || due < out.next {
-				out.next = max(due, time.Second)
-			}
+		if status.State == upgradesv1alpha1.CheckFailed {
+			continue
+		}
+		// Wake for the next attempt, or for the running Job's timeout: a
+		// Job that finishes wakes the plan through its watch before that.
+		wake := checks.Due(*status, check)
+		if !running[i].IsZero() {
+			wake = running[i]
+		}
+		if due := max(wake.Sub(s.now), time.Second); out.next == 0 || due < out.next {
+			out.next = due
 		}
 	}
 	if out.failed != "" {
@@ -108,51 +119,73 @@ func attempt(ctx context.Context, check upgradesv1alpha1.Check, now time.Time) c
 
 // jobAttempt runs the Job of the check's next attempt, named after the
 // attempt's number, in the environment's namespace. It returns the result
-// once the Job has ended or outlived the check's timeout, and nil while it
-// runs.
-func (r *UpgradePlanReconciler) jobAttempt(ctx context.Context, s *scope, env environment, check upgradesv1alpha1.Check, status *upgradesv1alpha1.CheckStatus) (*checks.Result, error) {
-	name := naming.Child(naming.MaxLabelName, s.plan.Name, "check", env.name, string(check.Name), strconv.Itoa(int(status.Attempts)+1))
+// once the Job has ended or outlived the check's timeout; while it runs, nil
+// and when it times out. Starting an attempt deletes the previous attempt's
+// Job, whose result status.checks holds by then, so that a long wait for a
+// go/no-go does not pile up Jobs; a failed check's last Job stays to be
+// read.
+func (r *UpgradePlanReconciler) jobAttempt(ctx context.Context, s *scope, env environment, check upgradesv1alpha1.Check, status *upgradesv1alpha1.CheckStatus) (*checks.Result, time.Time, error) {
+	name := checkJobName(s.plan, env, check, status.Attempts+1)
+	timeout := checks.Timeout(check)
 	job := &batchv1.Job{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: env.namespace, Name: name}, job)
 	if apierrors.IsNotFound(err) {
+		if status.Attempts > 0 {
+			previous := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: env.namespace, Name: checkJobName(s.plan, env, check, status.Attempts)}}
+			if err := r.Delete(ctx, previous, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+				return nil, time.Time{}, fmt.Errorf("deleting the previous check Job %s/%s: %w", env.namespace, previous.Name, err)
+			}
+		}
 		job = jobs.New(check.Job.Template, name, env.namespace, childLabels(s.plan))
 		if err := r.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("starting check Job %s/%s: %w", env.namespace, name, err)
+			return nil, time.Time{}, fmt.Errorf("starting check Job %s/%s: %w", env.namespace, name, err)
 		}
 		status.State = upgradesv1alpha1.CheckRunning
 		status.Message = fmt.Sprintf("Job %s/%s started", env.namespace, name)
-		return nil, nil
+		return nil, s.now.Add(timeout), nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	switch state, message := jobs.Status(job); state {
 	case jobs.Succeeded:
-		return &checks.Result{Passed: true, Message: message}, nil
+		return &checks.Result{Passed: true, Message: message}, time.Time{}, nil
 	case jobs.Failed:
-		if tail, err := r.terminationMessage(ctx, job); err != nil {
-			return nil, err
-		} else if tail != "" {
+		tail, err := r.terminationMessage(ctx, job)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		if tail != "" {
 			message += "; " + tail
 		}
-		return &checks.Result{Message: message}, nil
+		return &checks.Result{Message: message}, time.Time{}, nil
 	}
-	if timeout := checks.Timeout(check); s.now.Sub(job.CreationTimestamp.Time) > timeout {
-		return &checks.Result{Message: fmt.Sprintf("Job %s/%s did not finish within %s", env.namespace, name, timeout)}, nil
+	timesOut := job.CreationTimestamp.Add(timeout)
+	if !s.now.Before(timesOut) {
+		return &checks.Result{Message: fmt.Sprintf("Job %s/%s did not finish within %s", env.namespace, name, timeout)}, time.Time{}, nil
 	}
-	return nil, nil
+	return nil, timesOut, nil
 }
 
-// terminationMessage is the tail of the termination message a failed Job's
-// pod left, read live.
+func checkJobName(plan *upgradesv1alpha1.UpgradePlan, env environment, check upgradesv1alpha1.Check, attempt int32) string {
+	return naming.Child(naming.MaxLabelName, plan.Name, "check", env.name, string(check.Name), strconv.Itoa(int(attempt)))
+}
+
+// terminationMessage is the tail of the termination message the newest
+// failed pod of a Job left, read live.
 func (r *UpgradePlanReconciler) terminationMessage(ctx context.Context, job *batchv1.Job) (string, error) {
 	pods := &corev1.PodList{}
 	if err := r.APIReader.List(ctx, pods, client.InNamespace(job.Namespace), client.MatchingLabels{batchv1.JobNameLabel: job.Name}); err != nil {
 		return "", err
 	}
+	slices.SortFunc(pods.Items, func(a, b corev1.Pod) int { return b.CreationTimestamp.Compare(a.CreationTimestamp.Time) })
 	for _, pod := range pods.Items {
 		for _, c := range pod.Status.ContainerStatuses {
-			if t := c.State.Terminated; t != nil && t.ExitCode != 0 && t.Message != "" {
+			// With restartPolicy OnFailure the failure is the last state.
+			for _, t := range []*corev1.ContainerStateTerminated{c.State.Terminated, c.LastTerminationState.Terminated} {
+				if t == nil || t.ExitCode == 0 || t.Message == "" {
+					continue
+				}
 				message := strings.TrimSpace(t.Message)
 				if len(message) > 256 {
 					message = "..." + message[len(message)-253:]

@@ -182,7 +182,9 @@ func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, bef
 	}
 
 	closes := windowCloses(plan)
-	if !closes.IsZero() && !s.now.Before(closes) && prodChanged(plan) && !rollingBack(plan) {
+	// Once every target got its go, only un-quiescing is left: the change
+	// stands, whenever the window ends.
+	if !closes.IsZero() && !s.now.Before(closes) && prodChanged(plan) && !rollingBack(plan) && pos.current.name != upgradesv1alpha1.StepComplete {
 		message := fmt.Sprintf("the window ended at %s before the plan completed", closes.UTC().Format(time.RFC3339))
 		if plan.Spec.PROD.OnWindowEnd == upgradesv1alpha1.WindowEndContinue {
 			if c := meta.FindStatusCondition(plan.Status.Conditions, upgradesv1alpha1.ConditionWindowOpen); c == nil || c.Reason != upgradesv1alpha1.ReasonWindowEnded {

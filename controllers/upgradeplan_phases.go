@@ -344,13 +344,14 @@ func sooner(a, b time.Duration) time.Duration {
 func (r *UpgradePlanReconciler) awaitDecision(ctx context.Context, s *scope) outcome {
 	plan, target := s.plan, s.step.Target
 	// The target's checks keep running while people decide; one failing
-	// rolls the target back whatever they would have said.
+	// rolls the target back whatever they would have said, unless rollback
+	// is not automatic: then they decide knowing it failed.
 	verification := findStep(plan, upgradesv1alpha1.StepVerifyPROD, target)
 	checked, err := r.runChecks(ctx, s, s.target(target), verification.StartedAt.Time)
 	if err != nil {
 		return failedTransiently(err)
 	}
-	if checked.failed != "" {
+	if checked.failed != "" && automaticRollback(plan) {
 		s.complete(upgradesv1alpha1.StepFailed, upgradesv1alpha1.ReasonCheckFailed, checked.failed+" while awaiting the go/no-go")
 		return progressed(upgradesv1alpha1.ReasonCheckFailed, checked.failed)
 	}

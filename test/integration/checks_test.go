@@ -10,6 +10,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
@@ -139,17 +140,22 @@ func TestJobChecks(t *testing.T) {
 	a := newApp(t, "jobcheck")
 	plan := a.plan("clinspark-14-7")
 	smoke := upgradesv1alpha1.Check{Name: "smoke", Job: &upgradesv1alpha1.JobCheck{Template: jobTemplate("smoke")}, Interval: "1s", FailureThreshold: 1}
-	plan.Spec.VAL.Checks = []upgradesv1alpha1.Check{smoke}
+	twice := smoke
+	twice.SuccessThreshold = 2
+	plan.Spec.VAL.Checks = []upgradesv1alpha1.Check{twice}
 	plan.Spec.PROD.Checks = []upgradesv1alpha1.Check{smoke}
 	failing := naming.Child(naming.MaxLabelName, plan.Name, "check", "main", "smoke", "1")
 	jobs.Fail(a.namespace["main"], failing)
 	create(t, plan)
 	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	if c := checkOf(got, "val", "smoke"); c.State != upgradesv1alpha1.CheckPassed || !strings.Contains(c.Message, "succeeded") {
-		t.Errorf("VAL Job check = %+v; want Passed by its Job", c)
+	// Two passes in a row: a second Job, started on a timer an interval
+	// after the first; starting it removed the first.
+	if c := checkOf(got, "val", "smoke"); c.State != upgradesv1alpha1.CheckPassed || c.Attempts != 2 || !strings.Contains(c.Message, "succeeded") {
+		t.Errorf("VAL Job check = %+v; want Passed by two Jobs", c)
 	}
-	if _, ok := planJobs(t, a.namespace["val"], plan.Name)[naming.Child(naming.MaxLabelName, plan.Name, "check", "val", "smoke", "1")]; !ok {
-		t.Error("the VAL check Job was not created under its attempt's name")
+	valJobs := planJobs(t, a.namespace["val"], plan.Name)
+	if _, ok := valJobs[naming.Child(naming.MaxLabelName, plan.Name, "check", "val", "smoke", "2")]; !ok || len(valJobs) != 1 {
+		t.Errorf("VAL check Jobs left: %v; want only the second attempt's", valJobs)
 	}
 	approveUAT(t, plan, newVersion, "alice")
 	got = waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
@@ -175,4 +181,22 @@ func TestFailingVALCheckRestoresVAL(t *testing.T) {
 	if got.Status.ValidatedVersion != "" {
 		t.Errorf("validatedVersion = %q after VAL failed its checks", got.Status.ValidatedVersion)
 	}
+}
+
+func TestFailedCheckWithoutAutomaticRollbackWaitsForPeople(t *testing.T) {
+	h := newHealth(t)
+	h.set("/prod", true, false)
+	a := newApp(t, "manualrb")
+	plan := a.plan("clinspark-14-7")
+	plan.Spec.PROD.Checks = []upgradesv1alpha1.Check{httpCheck("orders", h.url+"/prod")}
+	plan.Spec.PROD.Rollback = &upgradesv1alpha1.RollbackPolicy{Automatic: ptr.To(false)}
+	driveToDecision(t, plan)
+	time.Sleep(time.Second)
+	got := getPlan(t, plan)
+	if got.Status.Phase != upgradesv1alpha1.PhaseAwaitingDecision {
+		t.Fatalf("phase %s; without automatic rollback a failed check leaves the go/no-go to people", got.Status.Phase)
+	}
+	expectCondition(t, got, upgradesv1alpha1.ConditionChecksPassed, metav1.ConditionFalse, upgradesv1alpha1.ReasonCheckFailed)
+	decide(t, plan, "main", "no-go", "carol")
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
 }
