@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -48,8 +49,8 @@ type UpgradePlanReconciler struct {
 	VolumeSnapshotsServed bool
 }
 
-// +kubebuilder:rbac:groups=upgrades.changegate.dev,resources=upgradeplans,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=upgrades.changegate.dev,resources=upgradeplans/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=upgrades.changegate.dev,resources=upgradeplans,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=upgrades.changegate.dev,resources=upgradeplans/status,verbs=get;patch
 // +kubebuilder:rbac:groups=upgrades.changegate.dev,resources=upgradeplans/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -356,7 +357,9 @@ func (r *UpgradePlanReconciler) SetupWithManager(mgr ctrl.Manager, opts controll
 		Watches(&appsv1.DaemonSet{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(string(upgradesv1alpha1.KindDaemonSet))))).
 		Watches(&batchv1.CronJob{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(kindCronJob)))).
 		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(r.planOfJob)).
-		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(func(obj client.Object) string { return obj.GetName() })))
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(func(obj client.Object) string { return obj.GetName() }))).
+		Watches(&admissionv1.ValidatingAdmissionPolicy{}, handler.EnqueueRequestsFromMapFunc(r.plansAwaitingPeople)).
+		Watches(&admissionv1.ValidatingAdmissionPolicyBinding{}, handler.EnqueueRequestsFromMapFunc(r.plansAwaitingPeople))
 	if r.VolumeSnapshotsServed {
 		builder = builder.Watches(&snapshotv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(planOfLabelledChild))
 	}

@@ -32,7 +32,7 @@ func (r *UpgradePlanReconciler) runStep(ctx context.Context, s *scope) outcome {
 	case upgradesv1alpha1.StepRestoreVAL:
 		return r.restoreEnvironments(ctx, s, []environment{s.val()})
 	case upgradesv1alpha1.StepUATApproval:
-		return r.awaitUATApproval(s)
+		return r.awaitUATApproval(ctx, s)
 	case upgradesv1alpha1.StepPromotion:
 		return r.awaitPromotion(s)
 	case upgradesv1alpha1.StepWindow:
@@ -267,11 +267,14 @@ func (r *UpgradePlanReconciler) rolloutTimer(s *scope) time.Duration {
 	return 0
 }
 
-// awaitUATApproval (AwaitingUATApproval) reads the UAT annotations. It
-// changes nothing. It appends each approval it has not seen to
+// awaitUATApproval (AwaitingUATApproval) reads the UAT annotations, only
+// while the admission policy authenticates them. It changes nothing. It appends each approval it has not seen to
 // status.approvals, and completes once requiredApprovals distinct users
 // approved spec.val.version.
-func (r *UpgradePlanReconciler) awaitUATApproval(s *scope) outcome {
+func (r *UpgradePlanReconciler) awaitUATApproval(ctx context.Context, s *scope) outcome {
+	if out, trusted := r.gateApprovals(ctx, s); !trusted {
+		return out
+	}
 	plan := s.plan
 	required, approvers := int32(1), (*upgradesv1alpha1.Approvers)(nil)
 	if plan.Spec.UAT != nil {
@@ -360,7 +363,11 @@ func (r *UpgradePlanReconciler) awaitDecision(ctx context.Context, s *scope) out
 	if d := plan.Spec.PROD.Decision; d != nil {
 		approvers, timeout = d.Approvers, d.Timeout.GetOr(0)
 	}
-	if decision, ok := approval.TargetDecision(plan.Annotations, target, s.requester(), approvers); ok {
+	untrusted, trusted := r.gateApprovals(ctx, s)
+	if untrusted.kind == outcomeError {
+		return untrusted
+	}
+	if decision, ok := approval.TargetDecision(plan.Annotations, target, s.requester(), approvers); ok && trusted {
 		value := upgradesv1alpha1.DecisionNoGo
 		if decision.Go {
 			value = upgradesv1alpha1.DecisionGo
@@ -376,17 +383,28 @@ func (r *UpgradePlanReconciler) awaitDecision(ctx context.Context, s *scope) out
 		}
 		return progressed(upgradesv1alpha1.ReasonProgressing, message)
 	}
+	var deadline time.Time
 	if timeout > 0 {
-		deadline := s.step.StartedAt.Add(timeout)
+		deadline = s.step.StartedAt.Add(timeout)
 		if !s.now.Before(deadline) {
 			message := fmt.Sprintf("no go/no-go for %s within %s", target, timeout)
 			s.complete(upgradesv1alpha1.StepFailed, upgradesv1alpha1.ReasonDecisionTimeout, message)
 			return progressed(upgradesv1alpha1.ReasonDecisionTimeout, message)
 		}
-		return waitingForPerson(sooner(deadline.Sub(s.now), checked.next), upgradesv1alpha1.ReasonAwaitingDecision, fmt.Sprintf(
+	}
+	wake := checked.next
+	if !deadline.IsZero() {
+		wake = sooner(deadline.Sub(s.now), checked.next)
+	}
+	if !trusted {
+		untrusted.after = wake
+		return untrusted
+	}
+	if !deadline.IsZero() {
+		return waitingForPerson(wake, upgradesv1alpha1.ReasonAwaitingDecision, fmt.Sprintf(
 			"%s awaits its go/no-go until %s: kubectl changegate go|no-go %s --target %s -n %s",
 			target, deadline.UTC().Format(time.RFC3339), plan.Name, target, plan.Namespace))
 	}
-	return waitingForPerson(checked.next, upgradesv1alpha1.ReasonAwaitingDecision, fmt.Sprintf(
+	return waitingForPerson(wake, upgradesv1alpha1.ReasonAwaitingDecision, fmt.Sprintf(
 		"%s awaits its go/no-go: kubectl changegate go|no-go %s --target %s -n %s", target, plan.Name, target, plan.Namespace))
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +42,8 @@ func image(component, version string) string {
 func newApp(t *testing.T, name string) *app {
 	t.Helper()
 	a := &app{name: name, plansNS: createNamespace(t, name+"-ops"), namespace: map[string]string{}}
+	setLabel(t, a.plansNS, policyNamespaceLabel, "true")
+	bindPeople(t, a.plansNS)
 	for _, env := range []string{"val", "main", "test"} {
 		ns := createNamespace(t, name+"-"+env)
 		a.namespace[env] = ns
@@ -171,30 +174,34 @@ func (a *app) expectImages(t *testing.T, env, version string) {
 	}
 }
 
-// annotate sets annotations on the plan, as an approver's kubectl would.
-func annotate(t *testing.T, plan *upgradesv1alpha1.UpgradePlan, kv ...string) {
+// annotate sets annotations on the plan as user, as their kubectl would.
+func annotate(t *testing.T, user string, plan *upgradesv1alpha1.UpgradePlan, kv ...string) {
 	t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		fresh := &upgradesv1alpha1.UpgradePlan{}
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(plan), fresh); err != nil {
-			return err
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			fresh.Annotations[kv[i]] = kv[i+1]
-		}
-		return k8s.Update(context.Background(), fresh)
-	})
-	if err != nil {
-		t.Fatalf("annotating the plan: %v", err)
+	values := annotations{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		values[kv[i]] = val(kv[i+1])
+	}
+	if err := (signedBy{user, values}).apply(t, plan); err != nil {
+		t.Fatalf("annotating the plan as %s: %v", user, err)
 	}
 }
 
+// approveUAT has each of users (comma-separated) approve version in turn,
+// each appending themself as kubectl changegate approve does.
 func approveUAT(t *testing.T, plan *upgradesv1alpha1.UpgradePlan, version, users string) {
-	annotate(t, plan, upgradesv1alpha1.AnnotationUATApprovedVersion, version, upgradesv1alpha1.AnnotationUATApprovedBy, users)
+	t.Helper()
+	for _, user := range strings.Split(users, ",") {
+		current := getPlan(t, plan).Annotations
+		list := user
+		if current[upgradesv1alpha1.AnnotationUATApprovedVersion] == version && current[upgradesv1alpha1.AnnotationUATApprovedBy] != "" {
+			list = current[upgradesv1alpha1.AnnotationUATApprovedBy] + "," + user
+		}
+		annotate(t, user, plan, upgradesv1alpha1.AnnotationUATApprovedVersion, version, upgradesv1alpha1.AnnotationUATApprovedBy, list)
+	}
 }
 
 func decide(t *testing.T, plan *upgradesv1alpha1.UpgradePlan, target, decision, user string) {
-	annotate(t, plan, upgradesv1alpha1.DecisionAnnotation(target), decision, upgradesv1alpha1.DecidedByAnnotation(target), user)
+	annotate(t, user, plan, upgradesv1alpha1.DecisionAnnotation(target), decision, upgradesv1alpha1.DecidedByAnnotation(target), user)
 }
 
 // waitForPhase waits until the plan shows phase (and target, when given).

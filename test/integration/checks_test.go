@@ -117,7 +117,7 @@ func TestFlappingCheckNeverPasses(t *testing.T) {
 		t.Errorf("flapping check = %+v; want Running with never two results alike in a row", c)
 	}
 	// Stop it here: the plan is aborted and ends without touching PROD.
-	annotate(t, plan, upgradesv1alpha1.AnnotationAbort, "flapping login page", upgradesv1alpha1.AnnotationAbortedBy, "carol")
+	annotate(t, "carol", plan, upgradesv1alpha1.AnnotationAbort, "flapping login page", upgradesv1alpha1.AnnotationAbortedBy, "carol")
 	waitForPhase(t, plan, upgradesv1alpha1.PhaseFailed, "")
 }
 

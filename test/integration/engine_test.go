@@ -21,9 +21,10 @@ import (
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
 )
 
+// create creates the plan as its requester, rita.
 func create(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) {
 	t.Helper()
-	if err := k8s.Create(context.Background(), plan); err != nil {
+	if err := as(t, plan.Annotations[upgradesv1alpha1.AnnotationRequestedBy]).Create(context.Background(), plan); err != nil {
 		t.Fatalf("creating plan %s: %v", plan.Name, err)
 	}
 }
@@ -205,31 +206,34 @@ func TestUATApprovalsCountDistinctUsersForTheRightVersion(t *testing.T) {
 	create(t, plan)
 	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
 
+	// Approvals of another version do not count; neither does the
+	// requester, whom the admission policy refuses.
 	approveUAT(t, plan, "14.6.9", "alice,bob")
-	approveUAT(t, plan, newVersion, "alice,alice")
+	if err := approve("rita", "rita").apply(t, plan); err == nil {
+		t.Fatal("the requester approved her own plan")
+	}
+	approveUAT(t, plan, newVersion, "alice")
 	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 10*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
 		return len(p.Status.Approvals) > 0
 	})
 	time.Sleep(500 * time.Millisecond) // give a wrong count the chance to show
-	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(plan), got); err != nil {
-		t.Fatal(err)
-	}
+	got = getPlan(t, plan)
 	if got.Status.Phase != upgradesv1alpha1.PhaseAwaitingUATApproval || len(got.Status.Approvals) != 1 || got.Status.Approvals[0].User != "alice" {
-		t.Fatalf("after approvals for the wrong version and alice twice: phase %s, approvals %+v; want one approval by alice, still waiting", got.Status.Phase, got.Status.Approvals)
+		t.Fatalf("after approvals for the wrong version and alice's: phase %s, approvals %+v; want one approval by alice, still waiting", got.Status.Phase, got.Status.Approvals)
 	}
 	if msg := condition(got, upgradesv1alpha1.ConditionReconciling).Message; !strings.Contains(msg, "1 of 2") {
 		t.Errorf("the plan says %q; want it to count 1 of 2 approvals", msg)
 	}
 	firstAt := got.Status.Approvals[0].At
 
-	approveUAT(t, plan, newVersion, "alice,rita,bob")
+	approveUAT(t, plan, newVersion, "bob")
 	got = waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
 	var users []string
 	for _, ap := range got.Status.Approvals {
 		users = append(users, ap.User)
 	}
 	if !slices.Equal(users, []string{"alice", "bob"}) {
-		t.Errorf("approvals recorded for %v; want alice then bob (the requester rita does not count)", users)
+		t.Errorf("approvals recorded for %v; want alice then bob", users)
 	}
 	if !got.Status.Approvals[0].At.Equal(&firstAt) {
 		t.Error("alice's approval was rewritten")
@@ -320,7 +324,7 @@ func TestAbortRollsBackPROD(t *testing.T) {
 	a := newApp(t, "abort")
 	plan := a.plan("aborted")
 	driveToDecision(t, plan)
-	annotate(t, plan, upgradesv1alpha1.AnnotationAbort, "lab interface errors", upgradesv1alpha1.AnnotationAbortedBy, "dave")
+	annotate(t, "dave", plan, upgradesv1alpha1.AnnotationAbort, "lab interface errors", upgradesv1alpha1.AnnotationAbortedBy, "dave")
 	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseRolledBack, "")
 	a.expectImages(t, "main", oldVersion)
 	expectCondition(t, got, upgradesv1alpha1.ConditionRolledBack, metav1.ConditionTrue, upgradesv1alpha1.ReasonAborted)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,12 +15,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	"github.com/changegate/changegate/controllers"
 	"github.com/changegate/changegate/test/testenv"
@@ -63,6 +66,14 @@ func run(m *testing.M) int {
 	restConfig = env.Config
 
 	if k8s, err = client.New(env.Config, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := installApprovalsPolicy(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := bindManagerRole(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -125,15 +136,53 @@ func startChangegate() (func(), error) {
 		}
 		return interceptor.NewClient(c, interceptor.Funcs{Patch: count, Create: create}), nil
 	}
-	return startManager(func(mgr ctrl.Manager) error {
+	return startManagerAs(managerConfig(), func(mgr ctrl.Manager) error {
 		return controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 4, SkipNameValidation: true})
 	}, newClient)
 }
 
-// startManager starts a manager on the test API server with what setup
-// registers, and returns a function that stops it and waits until it has.
+// managerAccount is the identity the changegate manager runs as in the
+// suites: the ServiceAccount of config/rbac, bound only to the generated
+// changegate-manager ClusterRole. The suites passing proves that role is
+// enough.
+const managerAccount = "system:serviceaccount:changegate-system:changegate-manager"
+
+// managerConfig reaches the API server as the manager's ServiceAccount.
+func managerConfig() *rest.Config {
+	config := rest.CopyConfig(restConfig)
+	config.Impersonate = rest.ImpersonationConfig{UserName: managerAccount,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:changegate-system", "system:authenticated"}}
+	return config
+}
+
+// bindManagerRole installs the generated ClusterRole and its binding from
+// config/rbac, as make build-installer ships them.
+func bindManagerRole() error {
+	for _, file := range []string{"role.yaml", "role_binding.yaml"} {
+		data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", file))
+		if err != nil {
+			return err
+		}
+		obj := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(data, &obj.Object); err != nil {
+			return fmt.Errorf("reading config/rbac/%s: %w", file, err)
+		}
+		if err := k8s.Create(context.Background(), obj); err != nil {
+			return fmt.Errorf("installing config/rbac/%s: %w", file, err)
+		}
+	}
+	return nil
+}
+
+// startManager starts a manager on the test API server, as the test's
+// admin, with what setup registers, and returns a function that stops it and
+// waits until it has.
 func startManager(setup func(ctrl.Manager) error, newClient client.NewClientFunc) (func(), error) {
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+	return startManagerAs(restConfig, setup, newClient)
+}
+
+func startManagerAs(config *rest.Config, setup func(ctrl.Manager) error, newClient client.NewClientFunc) (func(), error) {
+	mgr, err := ctrl.NewManager(config, ctrl.Options{
 		Scheme:    testenv.Scheme(),
 		Metrics:   metricsserver.Options{BindAddress: "0"},
 		NewClient: newClient,

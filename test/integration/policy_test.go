@@ -29,44 +29,49 @@ import (
 )
 
 // policyNamespaceLabel marks the namespaces the approvals policy is bound to
-// in this suite. The other suites still sign approvals as the test's admin;
-// they move to real identities with the operator's fail-closed check.
+// in the suites: the plans namespaces of the apps, where people sign as
+// themselves through impersonation; the schema tests, which create plans as
+// the admin, stay outside it.
 const policyNamespaceLabel = "changegate-policy-test"
 
 // readObjects decodes every document of a YAML file of config/ into objs.
-func readObjects(t *testing.T, file string, objs ...any) {
-	t.Helper()
+func readObjects(file string, objs ...any) error {
 	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", file))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for _, obj := range objs {
 		if err := decoder.Decode(obj); err != nil {
-			t.Fatalf("decoding %s: %v", file, err)
+			return fmt.Errorf("decoding %s: %w", file, err)
 		}
 	}
 	var extra map[string]any
 	if err := decoder.Decode(&extra); !errors.Is(err, io.EOF) {
-		t.Fatalf("%s holds more documents than the test knows: %v", file, extra)
+		return fmt.Errorf("%s holds more documents than the suite knows: %v", file, extra)
 	}
+	return nil
 }
 
 // installApprovalsPolicy installs config/policy and the user roles of
-// config/rbac, bound for this suite to the labelled namespaces.
-func installApprovalsPolicy(t *testing.T) {
-	t.Helper()
-	ctx := context.Background()
+// config/rbac. The suite binds the policy to the namespaces labelled
+// policyNamespaceLabel: every app's plans namespace, not the schema tests'.
+func installApprovalsPolicy() error {
 	policy, binding := &admissionv1.ValidatingAdmissionPolicy{}, &admissionv1.ValidatingAdmissionPolicyBinding{}
-	readObjects(t, "policy/approvals.yaml", policy, binding)
+	if err := readObjects("policy/approvals.yaml", policy, binding); err != nil {
+		return err
+	}
 	binding.Spec.MatchResources = &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{policyNamespaceLabel: "true"}}}
 	viewer, editor, approver := &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}
-	readObjects(t, "rbac/user_roles.yaml", viewer, editor, approver)
+	if err := readObjects("rbac/user_roles.yaml", viewer, editor, approver); err != nil {
+		return err
+	}
 	for _, obj := range []client.Object{policy, binding, viewer, editor, approver} {
-		if err := k8s.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("installing %s: %v", obj.GetName(), err)
+		if err := k8s.Create(context.Background(), obj); err != nil {
+			return fmt.Errorf("installing %s: %w", obj.GetName(), err)
 		}
 	}
+	return nil
 }
 
 // as is a client acting as a user with groups, through impersonation.
@@ -87,8 +92,9 @@ const (
 )
 
 // bindPeople gives each person their role in the namespace: rita requests
-// changes (editor, and approver elsewhere), alice, bob and the GitOps
-// pipeline approve, carol approves through her group, eve only edits.
+// changes (editor, and approver, so that separation of duties is what stops
+// her), alice, bob, dave and the GitOps pipeline approve, carol approves
+// through her group, eve only edits.
 func bindPeople(t *testing.T, ns string) {
 	t.Helper()
 	bind := func(role string, subjects ...rbacv1.Subject) {
@@ -102,7 +108,7 @@ func bindPeople(t *testing.T, ns string) {
 		return rbacv1.Subject{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: name}
 	}
 	bind("changegate-editor", user("rita"), user("eve"))
-	bind("changegate-approver", user("rita"), user("alice"), user("bob"),
+	bind("changegate-approver", user("rita"), user("alice"), user("bob"), user("dave"),
 		rbacv1.Subject{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: safetyGroup},
 		rbacv1.Subject{Kind: "ServiceAccount", Namespace: "ci", Name: "gitops"})
 }
@@ -154,7 +160,6 @@ func approve(user, list string) signedBy {
 }
 
 func TestApprovalsPolicy(t *testing.T) {
-	installApprovalsPolicy(t)
 	ns := createNamespace(t, "policy")
 	setLabel(t, ns, policyNamespaceLabel, "true")
 	bindPeople(t, ns)
@@ -285,7 +290,9 @@ func setLabel(t *testing.T, name, key, value string) {
 // join the built-in view and edit roles, approving never does.
 func TestApproveIsNeverAggregated(t *testing.T) {
 	viewer, editor, approver := &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}
-	readObjects(t, "rbac/user_roles.yaml", viewer, editor, approver)
+	if err := readObjects("rbac/user_roles.yaml", viewer, editor, approver); err != nil {
+		t.Fatal(err)
+	}
 	if viewer.Labels["rbac.authorization.k8s.io/aggregate-to-view"] != "true" || editor.Labels["rbac.authorization.k8s.io/aggregate-to-edit"] != "true" {
 		t.Error("changegate-viewer and changegate-editor should aggregate into view and edit")
 	}
@@ -304,5 +311,60 @@ func TestApproveIsNeverAggregated(t *testing.T) {
 	}
 	if !slices.ContainsFunc(approver.Rules, func(r rbacv1.PolicyRule) bool { return slices.Contains(r.Verbs, "approve") }) {
 		t.Error("changegate-approver does not grant approve")
+	}
+}
+
+func TestApprovalsIgnoredWhileThePolicyIsMissing(t *testing.T) {
+	ctx := context.Background()
+	a := newApp(t, "failclosed")
+	plan := a.plan("clinspark-14-7")
+	create(t, plan)
+	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return p.Status.Phase == upgradesv1alpha1.PhaseAwaitingUATApproval && condition(p, upgradesv1alpha1.ConditionApprovalPolicyReady).Status == metav1.ConditionTrue
+	})
+
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: "changegate-approvals"}, binding); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() {
+		fresh := binding.DeepCopy()
+		fresh.ResourceVersion, fresh.UID, fresh.CreationTimestamp = "", "", metav1.Time{}
+		if err := k8s.Create(ctx, fresh); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("restoring the approvals policy binding: %v", err)
+		}
+	}
+	t.Cleanup(restore)
+	if err := k8s.Delete(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	got = waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return condition(p, upgradesv1alpha1.ConditionApprovalPolicyReady).Reason == upgradesv1alpha1.ReasonApprovalPolicyMissing
+	})
+	expectCondition(t, got, upgradesv1alpha1.ConditionStalled, metav1.ConditionTrue, upgradesv1alpha1.ReasonApprovalPolicyMissing)
+	expectEvent(t, a.plansNS, plan.Name, upgradesv1alpha1.ReasonApprovalPolicyMissing)
+
+	// Without the policy nothing authenticates this approval: it waits.
+	approveUAT(t, plan, newVersion, "alice")
+	time.Sleep(time.Second)
+	if got = getPlan(t, plan); got.Status.Phase != upgradesv1alpha1.PhaseAwaitingUATApproval || len(got.Status.Approvals) != 0 {
+		t.Fatalf("an approval was honoured without the policy: phase %s, approvals %+v", got.Status.Phase, got.Status.Approvals)
+	}
+
+	restore()
+	got = waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+	expectCondition(t, got, upgradesv1alpha1.ConditionApprovalPolicyReady, metav1.ConditionTrue, "")
+}
+
+func TestManagerRunsWithItsGeneratedRoleOnly(t *testing.T) {
+	manager, err := client.New(managerConfig(), client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := manager.List(context.Background(), &corev1.SecretList{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("the manager's identity listed Secrets (%v): the suites would not prove its role is enough", err)
+	}
+	if err := manager.List(context.Background(), &upgradesv1alpha1.UpgradePlanList{}); err != nil {
+		t.Fatalf("the manager's identity cannot list plans: %v", err)
 	}
 }
