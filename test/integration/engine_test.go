@@ -213,11 +213,11 @@ func TestUATApprovalsCountDistinctUsersForTheRightVersion(t *testing.T) {
 		t.Fatal("the requester approved her own plan")
 	}
 	approveUAT(t, plan, newVersion, "alice")
-	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 10*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+	waitForPlan(t, client.ObjectKeyFromObject(plan), 10*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
 		return len(p.Status.Approvals) > 0
 	})
 	time.Sleep(500 * time.Millisecond) // give a wrong count the chance to show
-	got = getPlan(t, plan)
+	got := getPlan(t, plan)
 	if got.Status.Phase != upgradesv1alpha1.PhaseAwaitingUATApproval || len(got.Status.Approvals) != 1 || got.Status.Approvals[0].User != "alice" {
 		t.Fatalf("after approvals for the wrong version and alice's: phase %s, approvals %+v; want one approval by alice, still waiting", got.Status.Phase, got.Status.Approvals)
 	}

@@ -319,7 +319,7 @@ func TestApprovalsIgnoredWhileThePolicyIsMissing(t *testing.T) {
 	a := newApp(t, "failclosed")
 	plan := a.plan("clinspark-14-7")
 	create(t, plan)
-	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+	waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
 		return p.Status.Phase == upgradesv1alpha1.PhaseAwaitingUATApproval && condition(p, upgradesv1alpha1.ConditionApprovalPolicyReady).Status == metav1.ConditionTrue
 	})
 
@@ -338,7 +338,7 @@ func TestApprovalsIgnoredWhileThePolicyIsMissing(t *testing.T) {
 	if err := k8s.Delete(ctx, binding); err != nil {
 		t.Fatal(err)
 	}
-	got = waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
 		return condition(p, upgradesv1alpha1.ConditionApprovalPolicyReady).Reason == upgradesv1alpha1.ReasonApprovalPolicyMissing
 	})
 	expectCondition(t, got, upgradesv1alpha1.ConditionStalled, metav1.ConditionTrue, upgradesv1alpha1.ReasonApprovalPolicyMissing)
