@@ -45,6 +45,12 @@ func (r *UpgradePlanReconciler) approvalPolicyMissing(ctx context.Context, plan 
 	if binding.Spec.PolicyName != ApprovalPolicyName || !slices.Contains(binding.Spec.ValidationActions, admissionv1.Deny) {
 		return fmt.Sprintf("the ValidatingAdmissionPolicyBinding %s must bind the policy %s with validationActions [Deny]", ApprovalPolicyName, ApprovalPolicyName), nil
 	}
+	if match := binding.Spec.MatchResources; match != nil && (len(match.ExcludeResourceRules) > 0 || (match.ObjectSelector != nil && !isEmpty(match.ObjectSelector))) {
+		return fmt.Sprintf("the ValidatingAdmissionPolicyBinding %s excludes objects (objectSelector or excludeResourceRules): it must apply to every UpgradePlan", ApprovalPolicyName), nil
+	}
+	if plan.Annotations[upgradesv1alpha1.AnnotationRequestedBy] == "" {
+		return fmt.Sprintf("the plan has no %s annotation, so it was created while the policy was not enforced: create the plan again", upgradesv1alpha1.AnnotationRequestedBy), nil
+	}
 	if match := binding.Spec.MatchResources; match != nil && match.NamespaceSelector != nil {
 		selector, err := metav1.LabelSelectorAsSelector(match.NamespaceSelector)
 		if err != nil {
@@ -92,4 +98,8 @@ func (r *UpgradePlanReconciler) plansAwaitingPeople(ctx context.Context, _ clien
 		}
 	}
 	return requests
+}
+
+func isEmpty(selector *metav1.LabelSelector) bool {
+	return len(selector.MatchLabels) == 0 && len(selector.MatchExpressions) == 0
 }

@@ -232,6 +232,13 @@ func TestApprovalsPolicy(t *testing.T) {
 		{"an abort signed for someone else", false, nil, signedBy{"bob", annotations{abort: val("lab interface down"), abortedBy: val("alice")}}, "aborted-by to your own username, bob"},
 		{"an abort without the approve verb", false, nil, signedBy{"eve", annotations{abort: val("no reason"), abortedBy: val("eve")}}, "eve may not approve, decide or abort"},
 		{"changing the requester", false, nil, signedBy{"alice", annotations{upgradesv1alpha1.AnnotationRequestedBy: val("alice")}}, "requested-by names who requested the change and never changes"},
+		{"removing the approved version", false, []signedBy{approve("alice", "alice")}, signedBy{"eve", annotations{uatVersion: nil}}, "cannot be removed"},
+		{"removing a no-go before it is read", false, []signedBy{{"alice", annotations{decision: val("no-go"), decidedBy: val("alice")}}},
+			signedBy{"bob", annotations{decision: nil, decidedBy: nil}}, "cannot be removed"},
+		{"re-signing another's decision", false, []signedBy{{"alice", annotations{decision: val("no-go"), decidedBy: val("alice")}}},
+			signedBy{"bob", annotations{decidedBy: val("bob")}}, "changes only together with the decision"},
+		{"re-signing another's abort", false, []signedBy{{"alice", annotations{abort: val("lab down"), abortedBy: val("alice")}}},
+			signedBy{"bob", annotations{abortedBy: val("bob")}}, "changes only together with the abort reason"},
 		{"editing the plan without touching approvals", false, []signedBy{approve("alice", "alice")}, signedBy{"eve", annotations{"example.org/ticket": val("INC-1")}}, ""},
 	}
 	for i, tt := range tests {

@@ -378,6 +378,7 @@ func TestSchemaRefusesChangesToImmutableFields(t *testing.T) {
 		{"val.version", fullPlan, set(path{"spec", "val", "version"}, "14.8.0"), "spec.val.version", "val.version is immutable"},
 		{"uat changed", fullPlan, set(path{"spec", "uat", "requiredApprovals"}, 2), "spec.uat", "uat is immutable"},
 		{"uat removed", fullPlan, remove(path{"spec", "uat"}), "spec.uat", "uat is immutable"},
+		{"targets changed", minimalPlan, set(path{"spec", "prod", "targets", 0, "namespace"}, "clinspark-prod-elsewhere"), "spec.prod.targets", "prod.targets are immutable"},
 		{"uat added", minimalPlan, set(path{"spec", "uat"}, yamlValue("{ requiredApprovals: 1 }")), "spec.uat", "uat is immutable"},
 		{"prod.decision changed", fullPlan, set(path{"spec", "prod", "decision", "timeout"}, "8h"), "spec.prod.decision", "prod.decision is immutable"},
 		{"prod.decision approvers widened", fullPlan, remove(path{"spec", "prod", "decision", "approvers"}), "spec.prod.decision", "prod.decision is immutable"},
