@@ -28,10 +28,8 @@ help: ## Show the targets.
 ##@ Development
 
 .PHONY: demo
-demo: ## The whole flow on a local cluster, narrated (arrives with the end-to-end work).
-	@echo "make demo is not built yet: it arrives with the end-to-end issue (#7)."
-	@echo "Meanwhile: make cluster, then follow the README's kubectl steps."
-	@exit 2
+demo: ## The whole change on a local kwok cluster, narrated; KEEP=1 leaves the cluster up.
+	hack/demo.sh
 
 .PHONY: manifests
 manifests: tools ## Generate the CRDs and the manager's ClusterRole from the Go markers.

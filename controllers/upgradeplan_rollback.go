@@ -75,7 +75,7 @@ func (r *UpgradePlanReconciler) rollBack(ctx context.Context, s *scope) outcome 
 	for _, target := range touched {
 		names = append(names, string(target.Name))
 	}
-	message := fmt.Sprintf("restored %s from their snapshots", strings.Join(names, ", "))
+	message := fmt.Sprintf("restored %s from the snapshots taken before the upgrade", strings.Join(names, ", "))
 	s.complete(upgradesv1alpha1.StepSucceeded, s.step.Reason, message)
 	return progressed(upgradesv1alpha1.ReasonProgressing, message)
 }
