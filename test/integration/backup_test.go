@@ -226,9 +226,7 @@ func TestBackupThenNoGoOnTestRestoresBothTargets(t *testing.T) {
 	}
 
 	plan := a.backedUpPlan()
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
+	createAndApprove(t, plan)
 
 	// Quiescing stops the interface and waits for the running sync.
 	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
@@ -385,9 +383,7 @@ func TestFailedBackupJobLeavesPRODUntouched(t *testing.T) {
 	before := a.prodState(t)
 	jobs.Fail(a.namespace["test"], planWithData+"-backup-test-db-dump")
 	plan := a.backedUpPlan()
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
+	createAndApprove(t, plan)
 	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseFailed, "")
 
 	a.expectUntouched(t, before)
@@ -408,9 +404,7 @@ func TestFailedVolumeSnapshotBlocksTheUpgrade(t *testing.T) {
 	before := a.prodState(t)
 	storage.Fail(a.namespace["main"], dbClaim, "the CSI driver could not snapshot the volume")
 	plan := a.backedUpPlan()
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
+	createAndApprove(t, plan)
 	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseFailed, "")
 
 	a.expectUntouched(t, before)
@@ -436,9 +430,7 @@ func TestRestartsDuringBackupAndRollbackRepeatNothing(t *testing.T) {
 	createdJobs, createdSnapshots, createdVolumeSnapshots := created.of(&batchv1.Job{}), created.of(&upgradesv1alpha1.UpgradeSnapshot{}), created.of(&snapshotv1.VolumeSnapshot{})
 
 	plan := a.backedUpPlan()
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
+	createAndApprove(t, plan)
 	waitForPhase(t, plan, upgradesv1alpha1.PhaseBackingUp, "")
 	held := waitForJob(t, a.namespace["main"], backupJob)
 	restartChangegate(t)

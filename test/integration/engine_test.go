@@ -29,13 +29,18 @@ func create(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) {
 	}
 }
 
-// driveToDecision creates the plan, approves VAL and waits until MAIN awaits
+// createAndApprove creates the plan, waits until VAL is verified and has
+// alice sign UAT.
+func createAndApprove(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) {
+	t.Helper()
+	createAndApprove(t, plan)
+}
+
+// driveToDecision creates and approves the plan and waits until MAIN awaits
 // its go/no-go.
 func driveToDecision(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) {
 	t.Helper()
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
+	createAndApprove(t, plan)
 	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
 }
 
@@ -244,9 +249,7 @@ func TestPromotionGuard(t *testing.T) {
 	a := newApp(t, "promote")
 	plan := a.plan("promotion")
 	plan.Spec.PROD.Version = ""
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
+	createAndApprove(t, plan)
 	got := waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingPromotion, "")
 	expectCondition(t, got, upgradesv1alpha1.ConditionReconciling, metav1.ConditionFalse, upgradesv1alpha1.ReasonAwaitingPromotion)
 
@@ -340,9 +343,7 @@ func TestWindowOpensOnTime(t *testing.T) {
 	start := metav1.NewTime(time.Now().Add(6 * time.Second).Truncate(time.Second))
 	end := metav1.NewTime(start.Add(time.Hour))
 	plan.Spec.PROD.Window = &upgradesv1alpha1.Window{Start: &start, End: &end}
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
+	createAndApprove(t, plan)
 	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingWindow, "")
 	a.expectImages(t, "main", oldVersion)
 
@@ -411,9 +412,7 @@ func TestMissedWindowStalls(t *testing.T) {
 	plan := a.plan("missed-window")
 	start, end := metav1.NewTime(time.Now().Add(-2*time.Hour)), metav1.NewTime(time.Now().Add(-time.Hour))
 	plan.Spec.PROD.Window = &upgradesv1alpha1.Window{Start: &start, End: &end}
-	create(t, plan)
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
-	approveUAT(t, plan, newVersion, "alice")
+	createAndApprove(t, plan)
 	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 10*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
 		return condition(p, upgradesv1alpha1.ConditionStalled).Reason == upgradesv1alpha1.ReasonWindowMissed
 	})
