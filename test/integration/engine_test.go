@@ -33,7 +33,9 @@ func create(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) {
 // alice sign UAT.
 func createAndApprove(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) {
 	t.Helper()
-	createAndApprove(t, plan)
+	create(t, plan)
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
+	approveUAT(t, plan, newVersion, "alice")
 }
 
 // driveToDecision creates and approves the plan and waits until MAIN awaits
