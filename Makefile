@@ -63,6 +63,11 @@ test: envtest-assets vet ## Run every test on a real API server and a real Prome
 	prometheus=$$(hack/prometheus.sh) && \
 	KUBEBUILDER_ASSETS="$(ASSETS)" PROMETHEUS="$$prometheus" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: test-e2e
+test-e2e: ## Run the end-to-end scenarios on a local kwok cluster (builds the cluster binaries on first use).
+	$(TOOLCHAIN) cluster
+	go test -tags e2e -count=1 -timeout=20m ./test/e2e/
+
 .PHONY: lint
 lint: ## Run golangci-lint (pinned; built on first use).
 	$(TOOLCHAIN) lint

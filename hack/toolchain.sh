@@ -150,6 +150,10 @@ path_of() {
     assets) echo "$ASSETS" ;;
     kube-apiserver|etcd|kube-controller-manager|kube-scheduler|kubectl) echo "$ASSETS/$1" ;;
     kwok|kwokctl) echo "$BIN/$1-$KWOK_VERSION" ;;
+    # kwok's default stages, which a cluster configured with stages of its
+    # own must carry too; from the Go module cache (downloaded if missing).
+    kwok-stages) echo "$(cd "${TMPDIR:-/tmp}" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')/kustomize/stage" ;;
     controller-gen) echo "$BIN/controller-gen-$CONTROLLER_TOOLS_VERSION" ;;
     kustomize) echo "$BIN/kustomize-$KUSTOMIZE_VERSION" ;;
     golangci-lint) echo "$BIN/golangci-lint-$GOLANGCI_LINT_VERSION" ;;
