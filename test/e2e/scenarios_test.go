@@ -207,6 +207,9 @@ func (a *app) suspended(t *testing.T, env string) bool {
 func TestHappyPath(t *testing.T) {
 	a := newApp(t, "happy")
 	plan := a.plan("clinspark-14-7", "14.7.0")
+	// Tonight's outage window, open already.
+	start, end := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second)), metav1.NewTime(time.Now().Add(time.Hour).Truncate(time.Second))
+	plan.Spec.PROD.Window = &upgradesv1alpha1.Window{Start: &start, End: &end}
 	if err := as(t, "rita").Create(context.Background(), plan); err != nil {
 		t.Fatalf("rita filing the plan: %v", err)
 	}
@@ -223,6 +226,9 @@ func TestHappyPath(t *testing.T) {
 	a.expectVersion(t, "test", "14.6.2")
 	if !a.suspended(t, "main") || !a.suspended(t, "test") {
 		t.Error("lab-sync was not suspended in PROD while it changes")
+	}
+	if !meta.IsStatusConditionTrue(got.Status.Conditions, upgradesv1alpha1.ConditionWindowOpen) {
+		t.Error("WindowOpen is not True while PROD changes inside the window")
 	}
 	if len(got.Status.Snapshots) != 2 || !meta.IsStatusConditionTrue(got.Status.Conditions, upgradesv1alpha1.ConditionBackupReady) {
 		t.Errorf("snapshots %+v; want both targets backed up and verified", got.Status.Snapshots)
