@@ -106,6 +106,9 @@ func (r *UpgradePlanReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	// Read live: a step must never act on a status older than the one the
 	// previous reconcile wrote.
 	if err := r.APIReader.Get(ctx, req.NamespacedName, plan); err != nil {
+		if apierrors.IsNotFound(err) {
+			planState.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s := &scope{plan: plan, now: r.Clock.Now()}
@@ -252,14 +255,18 @@ func (r *UpgradePlanReconciler) updateFinalizer(ctx context.Context, plan *upgra
 // patchStatus derives the status a person reads and writes it with one merge
 // patch, guarded by the resourceVersion read at the start of the reconcile.
 func (r *UpgradePlanReconciler) patchStatus(ctx context.Context, before, plan *upgradesv1alpha1.UpgradePlan, out outcome) error {
-	transition := setStatus(plan, out, r.Clock.Now())
+	now := r.Clock.Now()
+	transition := setStatus(plan, out, now)
+	key := client.ObjectKeyFromObject(plan)
 	if statusEqual(before, plan) {
+		planState.observe(key, before, plan, nil, out.kind == outcomeWaitingForPerson, now)
 		return nil
 	}
 	patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
 	if err := r.Status().Patch(ctx, plan, patch); err != nil {
 		return err
 	}
+	planState.observe(key, before, plan, transition, out.kind == outcomeWaitingForPerson, now)
 	if transition != nil {
 		eventType := corev1.EventTypeNormal
 		if transition.warning {
