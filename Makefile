@@ -76,8 +76,9 @@ lint: ## Run golangci-lint (pinned; built on first use).
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager into bin/.
+build: ## Build the manager and the kubectl plugin into bin/.
 	CGO_ENABLED=0 go build -trimpath -o bin/manager .
+	CGO_ENABLED=0 go build -trimpath -o bin/kubectl-changegate ./cmd/kubectl-changegate
 
 .PHONY: build-installer
 build-installer: tools ## Render config/default into one installable manifest, dist/install.yaml.
