@@ -40,6 +40,10 @@ manifests: tools ## Generate the CRDs and the manager's ClusterRole from the Go 
 generate: tools ## Generate the deepcopy functions of the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
+.PHONY: docs
+docs: ## Generate docs/reference.md, the API reference, from the Go types.
+	go run ./hack/apidocs api/v1alpha1 docs/reference.md
+
 .PHONY: fmt
 fmt: ## gofmt every Go file.
 	gofmt -w $$(git ls-files '*.go')
@@ -49,7 +53,7 @@ vet: ## go vet every package.
 	go vet ./...
 
 .PHONY: verify
-verify: manifests generate ## Regenerate, check formatting, and fail on any drift from what is committed.
+verify: manifests generate docs ## Regenerate, check formatting, and fail on any drift from what is committed.
 	@go mod tidy
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
