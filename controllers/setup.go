@@ -1,6 +1,9 @@
 package controllers
 
 import (
+	"net/http"
+	"time"
+
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -35,6 +38,10 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	if !reconciler.VolumeSnapshotsServed {
 		mgr.GetLogger().Info("the cluster serves no snapshot.storage.k8s.io/v1 VolumeSnapshot API; plans that back up volumes will fail until it is installed and changegate restarted")
+	}
+	notifier := &Notifier{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), HTTP: &http.Client{}, Clock: opts.Clock, Interval: 500 * time.Millisecond}
+	if err := mgr.Add(notifier); err != nil {
+		return err
 	}
 	return reconciler.SetupWithManager(mgr, controller.Options{
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,

@@ -257,6 +257,7 @@ func (r *UpgradePlanReconciler) updateFinalizer(ctx context.Context, plan *upgra
 func (r *UpgradePlanReconciler) patchStatus(ctx context.Context, before, plan *upgradesv1alpha1.UpgradePlan, out outcome) error {
 	now := r.Clock.Now()
 	transition := setStatus(plan, out, now)
+	queueNotifications(plan, before.Status.Phase, transition, now)
 	key := client.ObjectKeyFromObject(plan)
 	if statusEqual(before, plan) {
 		planState.observe(key, before, plan, nil, out.kind == outcomeWaitingForPerson, now)

@@ -176,6 +176,57 @@ type QuiescedObject struct {
 	QuiesceRecord `json:",inline"`
 }
 
+// NotificationDelivery is one event for one notification, delivered at
+// least once.
+type NotificationDelivery struct {
+	// name of the notification in spec.notifications.
+	// +required
+	Name string `json:"name"`
+
+	// event reported.
+	// +required
+	Event NotificationEvent `json:"event"`
+
+	// key identifies the event; receivers use it to drop repeats (it is sent
+	// as the Idempotency-Key header and in the body).
+	// +required
+	Key string `json:"key"`
+
+	// phase the plan entered.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// target the plan was working on.
+	// +optional
+	Target string `json:"target,omitempty"`
+
+	// message says what happened.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+
+	// at is when it happened.
+	// +required
+	At metav1.Time `json:"at"`
+
+	// attempts made so far.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+
+	// deliveredAt is when the webhook accepted it.
+	// +optional
+	DeliveredAt *metav1.Time `json:"deliveredAt,omitempty"`
+
+	// nextAttemptAt is when the next attempt is due.
+	// +optional
+	NextAttemptAt *metav1.Time `json:"nextAttemptAt,omitempty"`
+
+	// lastError says why the last attempt failed; it never holds the URL.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	LastError string `json:"lastError,omitempty"`
+}
+
 // CheckState is where a check stands.
 //
 // +kubebuilder:validation:Enum=Pending;Running;Passed;Failed
@@ -308,6 +359,13 @@ type UpgradePlanStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=512
 	Quiesced []QuiescedObject `json:"quiesced,omitempty"`
+
+	// notifications is the outbox of webhook deliveries: each event each
+	// notification reports, until delivered, newest last.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	Notifications []NotificationDelivery `json:"notifications,omitempty"`
 
 	// snapshots are the UpgradeSnapshots taken, one per PROD target.
 	// +optional
