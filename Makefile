@@ -72,6 +72,17 @@ test-e2e: ## Run the end-to-end scenarios on a local kwok cluster (builds the cl
 	$(TOOLCHAIN) cluster
 	go test -tags e2e -count=1 -timeout=20m ./test/e2e/
 
+FUZZTIME ?= 5s
+FUZZ_TARGETS = internal/approval:FuzzUATApprovers internal/approval:FuzzTargetDecision internal/workload:FuzzTag internal/window:FuzzEvaluate
+
+.PHONY: fuzz
+fuzz: ## Fuzz annotation parsing, image tags and window arithmetic, FUZZTIME each (default 5s); seeds run in make test.
+	@for target in $(FUZZ_TARGETS); do \
+		pkg=$${target%%:*}; fn=$${target##*:}; \
+		echo "fuzzing $$fn in $$pkg for $(FUZZTIME)"; \
+		go test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
+
 .PHONY: lint
 lint: ## Run golangci-lint (pinned; built on first use).
 	$(TOOLCHAIN) lint

@@ -58,14 +58,14 @@ type Decision struct {
 }
 
 // TargetDecision reads the decision for target. It reports false while there
-// is no decision, the value is neither go nor no-go, or the decider may not
-// decide.
+// is no decision, the value is not exactly go or no-go (as the admission
+// policy requires), or the decider may not decide.
 func TargetDecision(annotations map[string]string, target, requester string, approvers *upgradesv1alpha1.Approvers) (Decision, bool) {
-	user := strings.TrimSpace(annotations[upgradesv1alpha1.DecidedByAnnotation(target)])
+	user := annotations[upgradesv1alpha1.DecidedByAnnotation(target)]
 	if !Eligible(user, requester, approvers) {
 		return Decision{}, false
 	}
-	switch strings.TrimSpace(annotations[upgradesv1alpha1.DecisionAnnotation(target)]) {
+	switch annotations[upgradesv1alpha1.DecisionAnnotation(target)] {
 	case upgradesv1alpha1.DecisionGo:
 		return Decision{Go: true, User: user}, true
 	case upgradesv1alpha1.DecisionNoGo:
