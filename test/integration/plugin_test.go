@@ -95,7 +95,12 @@ func TestKubectlPlugin(t *testing.T) {
 	if err != nil || out != "alice approved 14.7.0 for plugin-ops/clinspark-14-7\n" {
 		t.Fatalf("alice approving: %q, %v", out, err)
 	}
-	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "main")
+	// The phase shows once MAIN is verified; the wait for its go/no-go is
+	// recorded by the next reconcile, which the golden status includes.
+	waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return p.Status.Phase == upgradesv1alpha1.PhaseAwaitingDecision &&
+			condition(p, upgradesv1alpha1.ConditionReconciling).Reason == upgradesv1alpha1.ReasonAwaitingDecision
+	})
 
 	out, err = kubectlChangegate(t, kubeconfig, append(ns, "status", "clinspark-14-7")...)
 	if err != nil {
