@@ -235,12 +235,18 @@ func whoAmI(ctx context.Context, c client.Client) (string, error) {
 	return review.Status.UserInfo.Username, nil
 }
 
-func (o *options) approve(ctx context.Context, name string) error {
+// signer reads the plan and asks who is signing it.
+func (o *options) signer(ctx context.Context, name string) (client.Client, *upgradesv1alpha1.UpgradePlan, string, error) {
 	c, plan, err := o.get(ctx, name)
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
 	user, err := whoAmI(ctx, c)
+	return c, plan, user, err
+}
+
+func (o *options) approve(ctx context.Context, name string) error {
+	c, plan, user, err := o.signer(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -266,16 +272,12 @@ func (o *options) approve(ctx context.Context, name string) error {
 }
 
 func (o *options) decide(ctx context.Context, name, target, value string) error {
-	c, plan, err := o.get(ctx, name)
+	c, plan, user, err := o.signer(ctx, name)
 	if err != nil {
 		return err
 	}
 	if !slices.ContainsFunc(plan.Spec.PROD.Targets, func(t upgradesv1alpha1.Target) bool { return string(t.Name) == target }) {
 		return fmt.Errorf("%s/%s has no PROD target %q", plan.Namespace, plan.Name, target)
-	}
-	user, err := whoAmI(ctx, c)
-	if err != nil {
-		return err
 	}
 	if err := annotate(ctx, c, plan, map[string]string{
 		upgradesv1alpha1.DecisionAnnotation(target): value, upgradesv1alpha1.DecidedByAnnotation(target): user,
@@ -287,11 +289,7 @@ func (o *options) decide(ctx context.Context, name, target, value string) error 
 }
 
 func (o *options) abort(ctx context.Context, name, reason string) error {
-	c, plan, err := o.get(ctx, name)
-	if err != nil {
-		return err
-	}
-	user, err := whoAmI(ctx, c)
+	c, plan, user, err := o.signer(ctx, name)
 	if err != nil {
 		return err
 	}

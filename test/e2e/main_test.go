@@ -9,7 +9,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -186,28 +185,11 @@ func install() error {
 	return sh(kubectl, "--kubeconfig", kubeconfig, "scale", "deployment/changegate-manager", "-n", "changegate-system", "--replicas=0")
 }
 
-// managerAccount is the ServiceAccount dist/install.yaml gives the manager.
-const managerAccount = "system:serviceaccount:changegate-system:changegate-manager"
-
-// startManager runs the manager as main.go does, as its ServiceAccount.
+// startManager runs the manager as main.go does, as the ServiceAccount
+// dist/install.yaml gives it.
 func startManager() (func(), error) {
-	managerConfig := rest.CopyConfig(config)
-	managerConfig.Impersonate = rest.ImpersonationConfig{UserName: managerAccount,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:changegate-system", "system:authenticated"}}
-	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{Scheme: controllers.NewScheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		return nil, err
-	}
-	if err := controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 4}); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-	}, nil
+	opts := ctrl.Options{Scheme: controllers.NewScheme(), Metrics: metricsserver.Options{BindAddress: "0"}}
+	return testenv.StartManager(testenv.AsManager(config), opts, func(mgr ctrl.Manager) error {
+		return controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 4})
+	})
 }

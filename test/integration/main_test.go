@@ -141,19 +141,10 @@ func startChangegate() (func(), error) {
 	}, newClient)
 }
 
-// managerAccount is the identity the changegate manager runs as in the
-// suites: the ServiceAccount of config/rbac, bound only to the generated
-// changegate-manager ClusterRole. The suites passing proves that role is
-// enough.
-const managerAccount = "system:serviceaccount:changegate-system:changegate-manager"
-
-// managerConfig reaches the API server as the manager's ServiceAccount.
-func managerConfig() *rest.Config {
-	config := rest.CopyConfig(restConfig)
-	config.Impersonate = rest.ImpersonationConfig{UserName: managerAccount,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:changegate-system", "system:authenticated"}}
-	return config
-}
+// managerConfig reaches the API server as the manager's ServiceAccount of
+// config/rbac, bound only to the generated changegate-manager ClusterRole.
+// The suites passing with it proves that role is enough.
+func managerConfig() *rest.Config { return testenv.AsManager(restConfig) }
 
 // bindManagerRole installs the generated ClusterRole and its binding from
 // config/rbac, as make build-installer ships them.
@@ -182,26 +173,11 @@ func startManager(setup func(ctrl.Manager) error, newClient client.NewClientFunc
 }
 
 func startManagerAs(config *rest.Config, setup func(ctrl.Manager) error, newClient client.NewClientFunc) (func(), error) {
-	mgr, err := ctrl.NewManager(config, ctrl.Options{
+	return testenv.StartManager(config, ctrl.Options{
 		Scheme:    testenv.Scheme(),
 		Metrics:   metricsserver.Options{BindAddress: "0"},
 		NewClient: newClient,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := setup(mgr); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-	}, nil
+	}, setup)
 }
 
 // createNamespace makes a namespace for one test and removes it afterwards.
