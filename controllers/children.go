@@ -8,6 +8,7 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -84,7 +85,8 @@ func (r *UpgradePlanReconciler) runJobs(ctx context.Context, s *scope, namespace
 // and VolumeSnapshots while it can still roll back. It is called once the
 // plan has ended; from then on they live as long as the plan.
 func (r *UpgradePlanReconciler) releaseSnapshots(ctx context.Context, s *scope) error {
-	snapshots := &upgradesv1alpha1.UpgradeSnapshotList{}
+	snapshots := &metav1.PartialObjectMetadataList{}
+	snapshots.SetGroupVersionKind(upgradesv1alpha1.GroupVersion.WithKind("UpgradeSnapshotList"))
 	if err := r.List(ctx, snapshots, client.InNamespace(s.plan.Namespace), client.MatchingLabels(childLabels(s.plan))); err != nil {
 		return err
 	}

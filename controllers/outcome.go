@@ -37,6 +37,10 @@ type outcome struct {
 	reason  string
 	message string
 	err     error
+	// arrival, when set, says how the plan reached its phase, for the
+	// history and the Event: the message of the step that completed before
+	// a waiting step started in the same reconcile.
+	arrival string
 }
 
 func progressed(reason, message string) outcome {

@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -214,7 +216,24 @@ func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, bef
 			return progressed(upgradesv1alpha1.ReasonProgressing, "upgrading "+s.step.Target), before
 		}
 	}
-	return r.runStep(ctx, s), before
+	out := r.runStep(ctx, s)
+	// A step that waits for a person starts in the reconcile that completed
+	// the step before it: the plan shows its phase from that write on, and
+	// one write says both.
+	if next := locate(plan); out.kind == outcomeProgressed && next.started == nil && next.terminal == "" &&
+		waitsForPerson(next.current.name) && !plan.Spec.Paused {
+		s.step = startStep(plan, next.current, s.now)
+		arrival := out.message
+		out = r.runStep(ctx, s)
+		out.arrival = arrival
+	}
+	return out, before
+}
+
+// waitsForPerson says whether a step only waits for people: an approval, a
+// decision.
+func waitsForPerson(step upgradesv1alpha1.StepName) bool {
+	return step == upgradesv1alpha1.StepUATApproval || step == upgradesv1alpha1.StepDecision
 }
 
 // windowCloses is when the window the plan entered PROD in ends: zero before
@@ -263,8 +282,7 @@ func (r *UpgradePlanReconciler) patchStatus(ctx context.Context, before, plan *u
 		planState.observe(key, before, plan, nil, out.kind == outcomeWaitingForPerson, now)
 		return nil
 	}
-	patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
-	if err := r.Status().Patch(ctx, plan, patch); err != nil {
+	if err := r.writeStatus(ctx, before, plan); err != nil {
 		return err
 	}
 	planState.observe(key, before, plan, transition, out.kind == outcomeWaitingForPerson, now)
@@ -276,6 +294,27 @@ func (r *UpgradePlanReconciler) patchStatus(ctx context.Context, before, plan *u
 		r.Recorder.Eventf(plan, nil, eventType, transition.reason, string(transition.phase), "%s", transition.message)
 	}
 	return nil
+}
+
+// writeStatus patches the status from before to plan, guarded by before's
+// resourceVersion. A conflict caused only by someone else writing the
+// plan's metadata meanwhile (a GitOps tool's label, a person's annotation)
+// is retried once at the new resourceVersion: with the spec and the status
+// still as this reconcile read them, what it built still holds, and the
+// newer metadata gets its own reconcile.
+func (r *UpgradePlanReconciler) writeStatus(ctx context.Context, before, plan *upgradesv1alpha1.UpgradePlan) error {
+	err := r.Status().Patch(ctx, plan, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if !apierrors.IsConflict(err) {
+		return err
+	}
+	live := &upgradesv1alpha1.UpgradePlan{}
+	if r.APIReader.Get(ctx, client.ObjectKeyFromObject(plan), live) != nil ||
+		live.Generation != before.Generation || !equality.Semantic.DeepEqual(live.Status, before.Status) {
+		return err
+	}
+	base := before.DeepCopy()
+	base.ResourceVersion = live.ResourceVersion
+	return r.Status().Patch(ctx, plan, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
 
 // workloadIndex indexes plans by what they watch: "<namespace>/<Kind>/<name>"
@@ -355,11 +394,13 @@ func (r *UpgradePlanReconciler) SetupWithManager(mgr ctrl.Manager, opts controll
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &upgradesv1alpha1.UpgradePlan{}, workloadIndex, indexPlan); err != nil {
 		return fmt.Errorf("indexing plans by workload: %w", err)
 	}
-	builder := ctrl.NewControllerManagedBy(mgr).
+	plans := ctrl.NewControllerManagedBy(mgr).
 		For(&upgradesv1alpha1.UpgradePlan{}).
 		Named("upgradeplan").
 		WithOptions(opts).
-		Owns(&upgradesv1alpha1.UpgradeSnapshot{}).
+		// Only the snapshots' metadata is cached: they are big (a copy of
+		// every workload spec), and read live where their content matters.
+		Owns(&upgradesv1alpha1.UpgradeSnapshot{}, builder.OnlyMetadata).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(string(upgradesv1alpha1.KindDeployment))))).
 		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(string(upgradesv1alpha1.KindStatefulSet))))).
 		Watches(&appsv1.DaemonSet{}, handler.EnqueueRequestsFromMapFunc(r.plansWatching(byWorkload(string(upgradesv1alpha1.KindDaemonSet))))).
@@ -369,9 +410,9 @@ func (r *UpgradePlanReconciler) SetupWithManager(mgr ctrl.Manager, opts controll
 		Watches(&admissionv1.ValidatingAdmissionPolicy{}, handler.EnqueueRequestsFromMapFunc(r.plansAwaitingPeople)).
 		Watches(&admissionv1.ValidatingAdmissionPolicyBinding{}, handler.EnqueueRequestsFromMapFunc(r.plansAwaitingPeople))
 	if r.VolumeSnapshotsServed {
-		builder = builder.Watches(&snapshotv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(planOfLabelledChild))
+		plans = plans.Watches(&snapshotv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(planOfLabelledChild))
 	}
-	return builder.Complete(r)
+	return plans.Complete(r)
 }
 
 func ctrlLog(ctx context.Context) logr.Logger { return ctrl.LoggerFrom(ctx) }

@@ -154,7 +154,10 @@ func (r *UpgradePlanReconciler) upgradeEnvironment(ctx context.Context, s *scope
 		s.complete(upgradesv1alpha1.StepFailed, upgradesv1alpha1.ReasonRolloutFailed, message)
 		return progressed(upgradesv1alpha1.ReasonRolloutFailed, message)
 	case len(rollouts.pending) > 0:
-		return waiting(r.rolloutTimer(s), upgradesv1alpha1.ReasonProgressing, strings.Join(rollouts.pending, "; "))
+		// One message for the whole rollout, not one per workload still
+		// pending: each rollout finishing would otherwise cost a status
+		// write that tells a person little (kubectl rollout status does).
+		return waiting(r.rolloutTimer(s), upgradesv1alpha1.ReasonProgressing, fmt.Sprintf("rolling out %s in %s", env.version, env.name))
 	}
 	message := fmt.Sprintf("%s rolled out %s on every component", env.name, env.version)
 	s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonProgressing, message)

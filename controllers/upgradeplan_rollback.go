@@ -168,7 +168,8 @@ func (r *UpgradePlanReconciler) restoreTarget(ctx context.Context, s *scope, env
 func (r *UpgradePlanReconciler) usableSnapshot(ctx context.Context, s *scope, env environment) (*upgradesv1alpha1.UpgradeSnapshot, string, error) {
 	snap := &upgradesv1alpha1.UpgradeSnapshot{}
 	key := client.ObjectKey{Namespace: s.plan.Namespace, Name: snapshotName(s.plan, env.name)}
-	err := r.Get(ctx, key, snap)
+	// Read live: the cache holds only the snapshots' metadata.
+	err := r.APIReader.Get(ctx, key, snap)
 	if apierrors.IsNotFound(err) {
 		return nil, fmt.Sprintf("UpgradeSnapshot %s is missing", key.Name), nil
 	}

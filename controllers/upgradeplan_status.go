@@ -61,6 +61,9 @@ func setStatus(plan *upgradesv1alpha1.UpgradePlan, out outcome, now time.Time) *
 		return nil
 	}
 	status.Phase = phase
+	if out.arrival != "" && pos.terminal == "" {
+		message = out.arrival
+	}
 	status.History = append(status.History, upgradesv1alpha1.HistoryEntry{At: metav1.NewTime(now), Phase: phase, Message: truncate(message, 1024)})
 	if over := len(status.History) - upgradesv1alpha1.MaxHistory; over > 0 {
 		status.History = status.History[over:]
