@@ -72,6 +72,12 @@ test-e2e: ## Run the end-to-end scenarios on a local kwok cluster (builds the cl
 	$(TOOLCHAIN) cluster
 	go test -tags e2e -count=1 -timeout=20m ./test/e2e/
 
+BENCH_PLANS ?= 200
+
+.PHONY: bench
+bench: envtest-assets ## Benchmark BENCH_PLANS plans (default 200) on envtest, the manager in its own process; writes docs/bench/report-<N>.md and .json.
+	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./test/bench -plans $(BENCH_PLANS) -out docs/bench
+
 FUZZTIME ?= 50000x
 FUZZ_TARGETS = internal/approval:FuzzUATApprovers internal/approval:FuzzTargetDecision internal/workload:FuzzTag internal/window:FuzzEvaluate
 

@@ -6,6 +6,7 @@
 #
 #   hack/cluster.sh up [NAME] [KWOKCTL CREATE FLAGS...]   start NAME (default changegate), print its kubeconfig
 #   hack/cluster.sh down [NAME]                           delete NAME
+#   hack/cluster.sh restart [NAME] [SECONDS]              stop every component, keep them down SECONDS (default 5), start them again
 #   hack/cluster.sh kubeconfig [NAME]                     print the kubeconfig path of NAME
 set -euo pipefail
 
@@ -65,11 +66,52 @@ down() {
   fi
 }
 
+# stop_component kills one process of the cluster, as a crash would, and
+# keeps its command line; start_component starts it again from it.
+stop_component() {
+  local dir="$KWOK_WORKDIR/clusters/$name" pid
+  pid=$(cat "$dir/pids/$1.pid")
+  cp "/proc/$pid/cmdline" "$dir/pids/$1.cmdline"
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+start_component() {
+  local dir="$KWOK_WORKDIR/clusters/$name" args=()
+  mapfile -d '' args < "$dir/pids/$1.cmdline"
+  setsid "${args[@]}" >>"$dir/logs/$1.log" 2>&1 </dev/null &
+  echo $! > "$dir/pids/$1.pid"
+}
+
+# restart_control_plane kills every component of the cluster, as an outage
+# would, keeps it down SECONDS, and starts each again with the same command
+# line, certificates and data, in order: etcd, kube-apiserver, and once it
+# answers, kube-controller-manager, kube-scheduler and kwok. (The first two
+# exit anyway when they cannot renew their leases, and are restarted as
+# static pods on a real cluster; kwok must not start before the API server
+# answers, which kwokctl start cluster does not ensure.) Whatever else runs
+# against the cluster, changegate's manager say, keeps running.
+restart_control_plane() {
+  local down=${1:-5} component began=$SECONDS
+  for component in kwok-controller kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    stop_component "$component"
+  done
+  log "the control plane of $name stopped in $((SECONDS - began))s; starting it again in ${down}s"
+  sleep "$down"
+  start_component etcd
+  start_component kube-apiserver
+  until kubectl get --raw /readyz >/dev/null 2>&1; do sleep 0.25; done
+  for component in kube-controller-manager kube-scheduler kwok-controller; do
+    start_component "$component"
+  done
+  log "the control plane of $name is back, $((SECONDS - began))s after it went down"
+}
+
 cmd=${1:-up}; shift || true
 name=${1:-changegate}; shift || true
 case "$cmd" in
   up) up "$@" ;;
   down) down ;;
+  restart) restart_control_plane "$@" ;;
   kubeconfig) kubeconfig_of "$name" ;;
-  *) die "unknown command '$cmd'; use up, down or kubeconfig" ;;
+  *) die "unknown command '$cmd'; use up, down, restart or kubeconfig" ;;
 esac

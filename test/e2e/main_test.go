@@ -188,7 +188,7 @@ func install() error {
 // startManager runs the manager as main.go does, as the ServiceAccount
 // dist/install.yaml gives it.
 func startManager() (func(), error) {
-	opts := ctrl.Options{Scheme: controllers.NewScheme(), Metrics: metricsserver.Options{BindAddress: "0"}}
+	opts := ctrl.Options{Scheme: controllers.NewScheme(), Cache: controllers.CacheOptions(), Metrics: metricsserver.Options{BindAddress: "0"}}
 	return testenv.StartManager(testenv.AsManager(config), opts, func(mgr ctrl.Manager) error {
 		return controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 4})
 	})

@@ -427,7 +427,7 @@ func TestRestartsDuringBackupAndRollbackRepeatNothing(t *testing.T) {
 	restoreJob := planWithData + "-restore-main-db-restore"
 	jobs.Hold(a.namespace["main"], backupJob)
 	jobs.Hold(a.namespace["main"], restoreJob)
-	createdJobs, createdSnapshots, createdVolumeSnapshots := created.of(&batchv1.Job{}), created.of(&upgradesv1alpha1.UpgradeSnapshot{}), created.of(&snapshotv1.VolumeSnapshot{})
+	mark := effects.mark()
 
 	plan := a.backedUpPlan()
 	createAndApprove(t, plan)
@@ -455,13 +455,14 @@ func TestRestartsDuringBackupAndRollbackRepeatNothing(t *testing.T) {
 		t.Errorf("%d UpgradeSnapshots; want one per target", n)
 	}
 	// Two backup Jobs and MAIN's restore Job; two snapshots of each kind.
-	if n := created.of(&batchv1.Job{}) - createdJobs; n != 3 {
+	created := effects.since(mark)
+	if n := created.count("create", &batchv1.Job{}); n != 3 {
 		t.Errorf("changegate created %d Jobs; want 3", n)
 	}
-	if n := created.of(&upgradesv1alpha1.UpgradeSnapshot{}) - createdSnapshots; n != 2 {
+	if n := created.count("create", &upgradesv1alpha1.UpgradeSnapshot{}); n != 2 {
 		t.Errorf("changegate created %d UpgradeSnapshots; want 2", n)
 	}
-	if n := created.of(&snapshotv1.VolumeSnapshot{}) - createdVolumeSnapshots; n != 2 {
+	if n := created.count("create", &snapshotv1.VolumeSnapshot{}); n != 2 {
 		t.Errorf("changegate created %d VolumeSnapshots; want 2", n)
 	}
 }
@@ -508,6 +509,7 @@ type prodObserver struct {
 	mu       sync.Mutex
 	changes  []string // "<rv> <namespace>/<name>"
 	changeRV []int64
+	changeAt []time.Time // when the API server wrote each change, to the second
 	verified map[string]int64
 }
 
@@ -563,6 +565,7 @@ func (o *prodObserver) record(w watch.Interface, ready *sync.WaitGroup) {
 				if previous, seen := generations[key]; seen && obj.GetGeneration() != previous && event.Type == watch.Modified {
 					o.changes = append(o.changes, obj.GetResourceVersion()+" "+key)
 					o.changeRV = append(o.changeRV, rv)
+					o.changeAt = append(o.changeAt, lastWritten(obj))
 				}
 				generations[key] = obj.GetGeneration()
 			}
@@ -590,6 +593,32 @@ func (o *prodObserver) expectNoChangeBeforeVerification(t *testing.T) {
 	for i, rv := range o.changeRV {
 		if rv < lastVerified {
 			t.Errorf("PROD changed before every snapshot was verified (at resourceVersion %d): %s", lastVerified, o.changes[i])
+		}
+	}
+}
+
+// lastWritten is when the object was last written, from its managedFields:
+// the API server's clock, to the second.
+func lastWritten(obj client.Object) time.Time {
+	var last time.Time
+	for _, entry := range obj.GetManagedFields() {
+		if entry.Time != nil && entry.Time.After(last) {
+			last = entry.Time.Time
+		}
+	}
+	return last
+}
+
+// expectWithin asserts every change to PROD was written between start and
+// end. The API server records seconds; start is a whole second, so a write
+// a moment before it shows as the second before.
+func (o *prodObserver) expectWithin(t *testing.T, start, end time.Time) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, at := range o.changeAt {
+		if at.Before(start) || at.After(end) {
+			t.Errorf("PROD changed at %s, outside the window %s to %s: %s", at.Format(time.RFC3339), start.Format(time.RFC3339), end.Format(time.RFC3339), o.changes[i])
 		}
 	}
 }

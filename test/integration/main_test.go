@@ -7,22 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	"github.com/changegate/changegate/controllers"
 	"github.com/changegate/changegate/test/testenv"
@@ -37,10 +30,6 @@ var (
 	rollouts = &testenv.Rollouts{}
 	storage  = &testenv.Storage{}
 	jobs     = &testenv.Jobs{}
-	// workloadPatches counts the patches changegate sent to workloads.
-	workloadPatches atomic.Int64
-	// created counts the objects changegate created, by kind.
-	created = &creations{counts: map[string]int{}}
 	// restConfig reaches the test API server.
 	restConfig *rest.Config
 	// stopChangegate stops the running changegate manager.
@@ -69,11 +58,15 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := installApprovalsPolicy(); err != nil {
+	// The suites bind the approvals policy to the namespaces labelled
+	// policyNamespaceLabel: every app's plans namespace, not the schema
+	// tests', which create plans as the admin.
+	policyNamespaces := &metav1.LabelSelector{MatchLabels: map[string]string{policyNamespaceLabel: "true"}}
+	if err := testenv.InstallApprovalsPolicy(context.Background(), k8s, policyNamespaces); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := bindManagerRole(); err != nil {
+	if err := testenv.BindManagerRole(context.Background(), k8s); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -93,77 +86,25 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// creations counts what changegate created, by kind.
-type creations struct {
-	mu     sync.Mutex
-	counts map[string]int
+// startChangegate starts a changegate manager as main.go does, with a
+// client that records its effects.
+func startChangegate() (func(), error) { return startChangegateWith(nil) }
+
+// startChangegateWith starts a changegate manager whose client dies when
+// the kill switch says so.
+func startChangegateWith(k *killSwitch) (func(), error) {
+	return startManagerAs(managerConfig(), setupChangegate, countingClient(k))
 }
 
-func (c *creations) add(obj client.Object) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.counts[fmt.Sprintf("%T", obj)]++
-}
-
-// of returns how many objects of obj's type changegate created.
-func (c *creations) of(obj client.Object) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.counts[fmt.Sprintf("%T", obj)]
-}
-
-// startChangegate starts a changegate manager as main.go does, with a client
-// that counts its patches to workloads and what it creates.
-func startChangegate() (func(), error) {
-	count := func(_ context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-		switch obj.(type) {
-		case *appsv1.Deployment, *appsv1.StatefulSet, *appsv1.DaemonSet:
-			workloadPatches.Add(1)
-		}
-		return c.Patch(context.Background(), obj, patch, opts...)
-	}
-	newClient := func(config *rest.Config, options client.Options) (client.Client, error) {
-		c, err := client.NewWithWatch(config, options)
-		if err != nil {
-			return nil, err
-		}
-		create := func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			err := c.Create(ctx, obj, opts...)
-			if err == nil {
-				created.add(obj)
-			}
-			return err
-		}
-		return interceptor.NewClient(c, interceptor.Funcs{Patch: count, Create: create}), nil
-	}
-	return startManagerAs(managerConfig(), func(mgr ctrl.Manager) error {
-		return controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 4, SkipNameValidation: true})
-	}, newClient)
+// setupChangegate registers changegate's controllers as main.go does.
+func setupChangegate(mgr ctrl.Manager) error {
+	return controllers.Setup(mgr, controllers.Options{MaxConcurrentReconciles: 4, SkipNameValidation: true})
 }
 
 // managerConfig reaches the API server as the manager's ServiceAccount of
 // config/rbac, bound only to the generated changegate-manager ClusterRole.
 // The suites passing with it proves that role is enough.
 func managerConfig() *rest.Config { return testenv.AsManager(restConfig) }
-
-// bindManagerRole installs the generated ClusterRole and its binding from
-// config/rbac, as make build-installer ships them.
-func bindManagerRole() error {
-	for _, file := range []string{"role.yaml", "role_binding.yaml"} {
-		data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", file))
-		if err != nil {
-			return err
-		}
-		obj := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(data, &obj.Object); err != nil {
-			return fmt.Errorf("reading config/rbac/%s: %w", file, err)
-		}
-		if err := k8s.Create(context.Background(), obj); err != nil {
-			return fmt.Errorf("installing config/rbac/%s: %w", file, err)
-		}
-	}
-	return nil
-}
 
 // startManager starts a manager on the test API server, as the test's
 // admin, with what setup registers, and returns a function that stops it and
@@ -175,6 +116,7 @@ func startManager(setup func(ctrl.Manager) error, newClient client.NewClientFunc
 func startManagerAs(config *rest.Config, setup func(ctrl.Manager) error, newClient client.NewClientFunc) (func(), error) {
 	return testenv.StartManager(config, ctrl.Options{
 		Scheme:    testenv.Scheme(),
+		Cache:     controllers.CacheOptions(),
 		Metrics:   metricsserver.Options{BindAddress: "0"},
 		NewClient: newClient,
 	}, setup)

@@ -1,14 +1,9 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +15,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,44 +29,7 @@ import (
 const policyNamespaceLabel = "changegate-policy-test"
 
 // readObjects decodes every document of a YAML file of config/ into objs.
-func readObjects(file string, objs ...any) error {
-	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", file))
-	if err != nil {
-		return err
-	}
-	decoder := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for _, obj := range objs {
-		if err := decoder.Decode(obj); err != nil {
-			return fmt.Errorf("decoding %s: %w", file, err)
-		}
-	}
-	var extra map[string]any
-	if err := decoder.Decode(&extra); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s holds more documents than the suite knows: %v", file, extra)
-	}
-	return nil
-}
-
-// installApprovalsPolicy installs config/policy and the user roles of
-// config/rbac. The suite binds the policy to the namespaces labelled
-// policyNamespaceLabel: every app's plans namespace, not the schema tests'.
-func installApprovalsPolicy() error {
-	policy, binding := &admissionv1.ValidatingAdmissionPolicy{}, &admissionv1.ValidatingAdmissionPolicyBinding{}
-	if err := readObjects("policy/approvals.yaml", policy, binding); err != nil {
-		return err
-	}
-	binding.Spec.MatchResources = &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{policyNamespaceLabel: "true"}}}
-	viewer, editor, approver := &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}
-	if err := readObjects("rbac/user_roles.yaml", viewer, editor, approver); err != nil {
-		return err
-	}
-	for _, obj := range []client.Object{policy, binding, viewer, editor, approver} {
-		if err := k8s.Create(context.Background(), obj); err != nil {
-			return fmt.Errorf("installing %s: %w", obj.GetName(), err)
-		}
-	}
-	return nil
-}
+func readObjects(file string, objs ...any) error { return testenv.ReadConfig(file, objs...) }
 
 // as is a client acting as a user with groups, through impersonation.
 func as(t *testing.T, user string, groups ...string) client.Client {
@@ -87,30 +44,17 @@ func as(t *testing.T, user string, groups ...string) client.Client {
 }
 
 const (
-	gitops      = "system:serviceaccount:ci:gitops"
-	safetyGroup = "clinical-safety"
+	gitops      = "system:serviceaccount:" + testenv.GitOpsNamespace + ":" + testenv.GitOpsAccount
+	safetyGroup = testenv.SafetyGroup
 )
 
-// bindPeople gives each person their role in the namespace: rita requests
-// changes (editor, and approver, so that separation of duties is what stops
-// her), alice, bob, dave and the GitOps pipeline approve, carol approves
-// through her group, eve only edits.
+// bindPeople gives each person their role in the namespace
+// (testenv.BindPeople says who is who).
 func bindPeople(t *testing.T, ns string) {
 	t.Helper()
-	bind := func(role string, subjects ...rbacv1.Subject) {
-		rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: role},
-			RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role}, Subjects: subjects}
-		if err := k8s.Create(context.Background(), rb); err != nil {
-			t.Fatal(err)
-		}
+	if err := testenv.BindPeople(context.Background(), k8s, ns); err != nil {
+		t.Fatal(err)
 	}
-	user := func(name string) rbacv1.Subject {
-		return rbacv1.Subject{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: name}
-	}
-	bind("changegate-editor", user("rita"), user("eve"))
-	bind("changegate-approver", user("rita"), user("alice"), user("bob"), user("dave"),
-		rbacv1.Subject{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: safetyGroup},
-		rbacv1.Subject{Kind: "ServiceAccount", Namespace: "ci", Name: "gitops"})
 }
 
 // annotation values for the table: nil removes the annotation.

@@ -18,7 +18,7 @@ func TestRestartBetweenEverySteps(t *testing.T) {
 	a := newApp(t, "restart")
 	plan := a.plan("restarted")
 	key := client.ObjectKeyFromObject(plan)
-	patchesBefore := workloadPatches.Load()
+	mark := effects.mark()
 	create(t, plan)
 
 	completedSteps := func(p *upgradesv1alpha1.UpgradePlan) int {
@@ -67,7 +67,8 @@ func TestRestartBetweenEverySteps(t *testing.T) {
 		a.expectImages(t, env, newVersion)
 	}
 	// Three components in three environments: nine image changes, no more.
-	if patches := workloadPatches.Load() - patchesBefore; patches != 9 {
+	patches := workloadChanges(effects.since(mark))
+	if patches != 9 {
 		t.Errorf("%d workload patches across %d restarts; want exactly 9", patches, restarts)
 	}
 	// A restart follows every observed step completion; when the manager
@@ -77,5 +78,5 @@ func TestRestartBetweenEverySteps(t *testing.T) {
 	if restarts < 4 {
 		t.Errorf("only %d restarts: the test did not stop the manager at each wait for a person", restarts)
 	}
-	t.Logf("%d restarts, %d workload patches", restarts, workloadPatches.Load()-patchesBefore)
+	t.Logf("%d restarts, %d workload patches", restarts, patches)
 }

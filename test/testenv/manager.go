@@ -12,13 +12,16 @@ import (
 // ManagerAccount is the ServiceAccount config/rbac gives the manager.
 const ManagerAccount = "system:serviceaccount:changegate-system:changegate-manager"
 
+// ManagerGroups are the groups the API server gives the manager's
+// ServiceAccount.
+var ManagerGroups = []string{"system:serviceaccounts", "system:serviceaccounts:changegate-system", "system:authenticated"}
+
 // AsManager returns config acting as the manager's ServiceAccount, through
 // impersonation: a manager started with it has only the rights of the role
 // bound to that account.
 func AsManager(config *rest.Config) *rest.Config {
 	impersonated := rest.CopyConfig(config)
-	impersonated.Impersonate = rest.ImpersonationConfig{UserName: ManagerAccount,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:changegate-system", "system:authenticated"}}
+	impersonated.Impersonate = rest.ImpersonationConfig{UserName: ManagerAccount, Groups: ManagerGroups}
 	return impersonated
 }
 

@@ -69,8 +69,10 @@ func VolumeSnapshotCRDs() ([]string, error) {
 }
 
 // Start starts kube-apiserver and etcd with the changegate and VolumeSnapshot
-// CRDs installed. Stop the returned environment when done.
-func Start() (*envtest.Environment, error) {
+// CRDs installed. Each configure function may change the environment before
+// it starts (the benchmark turns on the API server's audit log). Stop the
+// returned environment when done.
+func Start(configure ...func(*envtest.Environment)) (*envtest.Environment, error) {
 	assets, err := Assets()
 	if err != nil {
 		return nil, err
@@ -84,6 +86,9 @@ func Start() (*envtest.Environment, error) {
 		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "config", "crd", "bases")}, snapshotCRDs...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                Scheme(),
+	}
+	for _, change := range configure {
+		change(env)
 	}
 	if _, err := env.Start(); err != nil {
 		return nil, errors.Join(fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err), env.Stop())
