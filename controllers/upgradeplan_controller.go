@@ -213,15 +213,15 @@ func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, bef
 			// A target's upgrade is recorded as started before its first
 			// image is set: a rollback must know every target that may
 			// have changed, even if this reconcile's status write is lost.
-			return progressed(upgradesv1alpha1.ReasonProgressing, "upgrading "+s.step.Target), before
+			return progressed(upgradesv1alpha1.ReasonProgressing, rollingOut(s.target(s.step.Target))), before
 		}
 	}
 	out := r.runStep(ctx, s)
-	// A step that waits for a person starts in the reconcile that completed
-	// the step before it: the plan shows its phase from that write on, and
-	// one write says both.
+	// A step that needs no record of its start before it acts starts in the
+	// reconcile that completed the step before it: the plan shows its phase
+	// from that write on, and one write says both.
 	if next := locate(plan); out.kind == outcomeProgressed && next.started == nil && next.terminal == "" &&
-		waitsForPerson(next.current.name) && !plan.Spec.Paused {
+		startsWithPrevious(next.current.name) && !plan.Spec.Paused {
 		s.step = startStep(plan, next.current, s.now)
 		arrival := out.message
 		out = r.runStep(ctx, s)
@@ -230,10 +230,19 @@ func (r *UpgradePlanReconciler) reconcilePlan(ctx context.Context, s *scope, bef
 	return out, before
 }
 
-// waitsForPerson says whether a step only waits for people: an approval, a
-// decision.
-func waitsForPerson(step upgradesv1alpha1.StepName) bool {
-	return step == upgradesv1alpha1.StepUATApproval || step == upgradesv1alpha1.StepDecision
+// startsWithPrevious says whether a step may start in the reconcile that
+// completed the one before it: the steps that wait for people (an approval,
+// a decision), and those whose changes are undone from what status recorded
+// before they began: UpgradeVAL (VAL is restored from the images Resolve
+// recorded) and Complete (un-quiescing restores what Quiesce recorded).
+// Every other step's start is written before it acts, UpgradePROD's above
+// all, so that a crash always finds what may have changed.
+func startsWithPrevious(step upgradesv1alpha1.StepName) bool {
+	switch step {
+	case upgradesv1alpha1.StepUpgradeVAL, upgradesv1alpha1.StepUATApproval, upgradesv1alpha1.StepDecision, upgradesv1alpha1.StepComplete:
+		return true
+	}
+	return false
 }
 
 // windowCloses is when the window the plan entered PROD in ends: zero before

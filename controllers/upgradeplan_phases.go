@@ -157,11 +157,18 @@ func (r *UpgradePlanReconciler) upgradeEnvironment(ctx context.Context, s *scope
 		// One message for the whole rollout, not one per workload still
 		// pending: each rollout finishing would otherwise cost a status
 		// write that tells a person little (kubectl rollout status does).
-		return waiting(r.rolloutTimer(s), upgradesv1alpha1.ReasonProgressing, fmt.Sprintf("rolling out %s in %s", env.version, env.name))
+		return waiting(r.rolloutTimer(s), upgradesv1alpha1.ReasonProgressing, rollingOut(env))
 	}
 	message := fmt.Sprintf("%s rolled out %s on every component", env.name, env.version)
 	s.complete(upgradesv1alpha1.StepSucceeded, upgradesv1alpha1.ReasonProgressing, message)
 	return progressed(upgradesv1alpha1.ReasonProgressing, message)
+}
+
+// rollingOut is what a plan says while an environment rolls out, from the
+// moment its upgrade is recorded as started, so that the rollouts' progress
+// costs no status write.
+func rollingOut(env environment) string {
+	return fmt.Sprintf("rolling out %s in %s", env.version, env.name)
 }
 
 // verifyEnvironment (VerifyingVAL, VerifyingPROD) runs the environment's
