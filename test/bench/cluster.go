@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/changegate/changegate/test/testenv"
@@ -111,7 +113,12 @@ func startManager(binary, kubeconfig, logPath string) (*manager, error) {
 		"--leader-elect=false",
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probePort))
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	shipped, err := deploymentEnv()
+	if err != nil {
+		_ = logFile.Close()
+		return nil, err
+	}
+	cmd.Env = append(append(os.Environ(), shipped...), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
@@ -126,6 +133,26 @@ func startManager(binary, kubeconfig, logPath string) (*manager, error) {
 		m.exited <- err
 	}()
 	return m, nil
+}
+
+// deploymentEnv is the environment config/manager gives the manager's
+// container (GOMEMLIMIT), as NAME=value: the benchmark runs the manager as
+// the Deployment does.
+func deploymentEnv() ([]string, error) {
+	namespace, deployment := &corev1.Namespace{}, &appsv1.Deployment{}
+	if err := testenv.ReadConfig("manager/manager.yaml", namespace, deployment); err != nil {
+		return nil, err
+	}
+	var env []string
+	for _, c := range deployment.Spec.Template.Spec.Containers {
+		if c.Name != "manager" {
+			continue
+		}
+		for _, v := range c.Env {
+			env = append(env, v.Name+"="+v.Value)
+		}
+	}
+	return env, nil
 }
 
 // waitReady waits until the manager answers its readiness probe and serves
