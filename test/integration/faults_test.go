@@ -463,7 +463,8 @@ func startOtherActor(t *testing.T, a *app, plan *upgradesv1alpha1.UpgradePlan) *
 			for _, env := range []string{"val", "main", "test"} {
 				targets = append(targets, a.workloads(a.namespace[env])...)
 			}
-			o.touch(ctx, targets[n%len(targets)], strconv.Itoa(n))
+			// Not ctx: a write the stop cancels may land unrecorded.
+			o.touch(context.Background(), targets[n%len(targets)], strconv.Itoa(n))
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
