@@ -78,6 +78,11 @@ BENCH_PLANS ?= 200
 bench: envtest-assets ## Benchmark BENCH_PLANS plans (default 200) on envtest, the manager in its own process; writes docs/bench/report-<N>.md and .json.
 	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./test/bench -plans $(BENCH_PLANS) -out docs/bench
 
+.PHONY: test-restarts
+test-restarts: ## Kill and restart the kwok cluster's control plane twice under a running manager (not in CI: kwok is flaky after it).
+	$(TOOLCHAIN) cluster
+	E2E_RESTARTS=1 go test -tags e2e -count=1 -timeout=20m -run TestControlPlaneRestarts ./test/e2e/
+
 FUZZTIME ?= 50000x
 FUZZ_TARGETS = internal/approval:FuzzUATApprovers internal/approval:FuzzTargetDecision internal/workload:FuzzTag internal/window:FuzzEvaluate
 

@@ -98,7 +98,7 @@ func TestFaults(t *testing.T) {
 		conflicts := effects.conflictCount()
 		var actor *otherActor
 		got := runUnderFaults(t, "actors", endings[0], func(a *app, plan *upgradesv1alpha1.UpgradePlan) func() {
-			actor = startOtherActor(t, a, plan)
+			actor = startOtherActor(a, plan)
 			return actor.stop
 		})
 		expectSameEffects(t, reference[endings[0].name], got)
@@ -424,7 +424,6 @@ func installLeaderElectionRole(t *testing.T) {
 // labelling the workloads. It updates with resourceVersions, so
 // each of its writes and changegate's can conflict.
 type otherActor struct {
-	a      *app
 	plan   *upgradesv1alpha1.UpgradePlan
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -453,9 +452,9 @@ func touchedMap(obj client.Object) map[string]string {
 	return obj.GetLabels()
 }
 
-func startOtherActor(t *testing.T, a *app, plan *upgradesv1alpha1.UpgradePlan) *otherActor {
+func startOtherActor(a *app, plan *upgradesv1alpha1.UpgradePlan) *otherActor {
 	ctx, cancel := context.WithCancel(context.Background())
-	o := &otherActor{a: a, plan: plan, cancel: cancel, done: make(chan struct{}), last: map[client.ObjectKey]touched{}}
+	o := &otherActor{plan: plan, cancel: cancel, done: make(chan struct{}), last: map[client.ObjectKey]touched{}}
 	go func() {
 		defer close(o.done)
 		for n := 0; ctx.Err() == nil; n++ {
