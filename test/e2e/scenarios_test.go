@@ -237,7 +237,15 @@ func TestHappyPath(t *testing.T) {
 	decide(t, plan, "main", upgradesv1alpha1.DecisionGo)
 	waitPhase(t, plan, upgradesv1alpha1.PhaseAwaitingDecision, "test")
 	decide(t, plan, "test", upgradesv1alpha1.DecisionGo)
-	got = waitFor(t, plan, "Ready", func(p *upgradesv1alpha1.UpgradePlan) bool {
+	a.expectCompleted(t, plan)
+}
+
+// expectCompleted waits until the plan is Ready and asserts what a person
+// would check: every environment at 14.7.0, lab-sync resumed, and an audit
+// trail holding exactly alice's UAT approval and carol's two gos.
+func (a *app) expectCompleted(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) *upgradesv1alpha1.UpgradePlan {
+	t.Helper()
+	got := waitFor(t, plan, "Ready", func(p *upgradesv1alpha1.UpgradePlan) bool {
 		return meta.IsStatusConditionTrue(p.Status.Conditions, upgradesv1alpha1.ConditionReady)
 	})
 	for _, env := range []string{"val", "main", "test"} {
@@ -251,8 +259,9 @@ func TestHappyPath(t *testing.T) {
 		trail = append(trail, string(ap.Kind)+" "+ap.Target+" "+ap.Decision+" "+ap.User)
 	}
 	if strings.Join(trail, "; ") != "UAT   alice; Decision main go carol; Decision test go carol" {
-		t.Errorf("audit trail %q", trail)
+		t.Errorf("audit trail %q; want exactly alice's UAT approval and carol's two gos", trail)
 	}
+	return got
 }
 
 func TestBrokenReleaseRollsBackOnItsOwn(t *testing.T) {
