@@ -207,7 +207,14 @@ func decide(t *testing.T, plan *upgradesv1alpha1.UpgradePlan, target, decision, 
 // waitForPhase waits until the plan shows phase (and target, when given).
 func waitForPhase(t *testing.T, plan *upgradesv1alpha1.UpgradePlan, phase upgradesv1alpha1.Phase, target string) *upgradesv1alpha1.UpgradePlan {
 	t.Helper()
-	return waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+	return waitForPhaseWithin(t, plan, phase, target, 30*time.Second)
+}
+
+// waitForPhaseWithin waits up to timeout until the plan shows phase (and
+// target, when given).
+func waitForPhaseWithin(t *testing.T, plan *upgradesv1alpha1.UpgradePlan, phase upgradesv1alpha1.Phase, target string, timeout time.Duration) *upgradesv1alpha1.UpgradePlan {
+	t.Helper()
+	return waitForPlan(t, client.ObjectKeyFromObject(plan), timeout, func(p *upgradesv1alpha1.UpgradePlan) bool {
 		return p.Status.Phase == phase && (target == "" || p.Status.CurrentTarget == target)
 	})
 }

@@ -161,13 +161,6 @@ func runUnderFaults(t *testing.T, name string, end ending, during func(*app, *up
 	return effects.since(mark).of(a)
 }
 
-func waitForPhaseWithin(t *testing.T, plan *upgradesv1alpha1.UpgradePlan, phase upgradesv1alpha1.Phase, target string, timeout time.Duration) *upgradesv1alpha1.UpgradePlan {
-	t.Helper()
-	return waitForPlan(t, client.ObjectKeyFromObject(plan), timeout, func(p *upgradesv1alpha1.UpgradePlan) bool {
-		return p.Status.Phase == phase && (target == "" || p.Status.CurrentTarget == target)
-	})
-}
-
 // waitUntilSnapshotsReleased waits until the ended plan has let go of its
 // UpgradeSnapshots and VolumeSnapshots: the last thing it writes.
 func (a *app) waitUntilSnapshotsReleased(t *testing.T) {
