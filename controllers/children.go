@@ -62,7 +62,12 @@ func (r *UpgradePlanReconciler) runJobs(ctx context.Context, s *scope, namespace
 		err := r.Get(ctx, key, job)
 		if apierrors.IsNotFound(err) {
 			job = jobs.New(template.Template, key.Name, key.Namespace, childLabels(s.plan))
-			if err := r.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
+			switch err := r.Create(ctx, job); {
+			case apierrors.IsAlreadyExists(err):
+				// The cache is behind, as it is for a while after the API
+				// server comes back; the Job's event brings the plan back.
+				return i, fmt.Sprintf("Job %s exists; waiting to see its status", key), false, nil
+			case err != nil:
 				return i, "", false, fmt.Errorf("creating Job %s: %w", key, err)
 			}
 			ctrlLog(ctx).Info("created Job", "job", key)

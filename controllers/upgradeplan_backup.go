@@ -222,7 +222,13 @@ func (r *UpgradePlanReconciler) takeVolumeSnapshots(ctx context.Context, s *scop
 					VolumeSnapshotClassName: ptr.To(string(s.plan.Spec.PROD.Backup.VolumeSnapshots.ClassName)),
 				},
 			}
-			if err := r.Create(ctx, vs); err != nil && !apierrors.IsAlreadyExists(err) {
+			switch err := r.Create(ctx, vs); {
+			case apierrors.IsAlreadyExists(err):
+				// The cache is behind; the VolumeSnapshot's event brings
+				// the plan back.
+				waitingFor = append(waitingFor, fmt.Sprintf("VolumeSnapshot %s of claim %s exists; waiting to see its status", key.Name, record.PVC))
+				continue
+			case err != nil:
 				return 0, "", "", fmt.Errorf("creating VolumeSnapshot %s: %w", key, err)
 			}
 			ctrlLog(ctx).Info("created VolumeSnapshot", "volumeSnapshot", key, "pvc", record.PVC)

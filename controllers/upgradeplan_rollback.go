@@ -236,7 +236,12 @@ func (r *UpgradePlanReconciler) restoreClaims(ctx context.Context, s *scope, env
 		switch pvc := claims[string(record.PVC)]; {
 		case pvc == nil:
 			claim := snapshot.RestoredClaim(record, env.namespace)
-			if err := r.Create(ctx, claim); err != nil && !apierrors.IsAlreadyExists(err) {
+			switch err := r.Create(ctx, claim); {
+			case apierrors.IsAlreadyExists(err):
+				// The cache is behind; the claim's event brings the plan back.
+				pending = append(pending, fmt.Sprintf("claim %s/%s exists; waiting to see it", env.namespace, record.PVC))
+				continue
+			case err != nil:
 				return restoring{}, fmt.Errorf("restoring claim %s/%s from VolumeSnapshot %s: %w", env.namespace, record.PVC, record.Name, err)
 			}
 			ctrlLog(ctx).Info("restored claim", "namespace", env.namespace, "pvc", record.PVC, "volumeSnapshot", record.Name)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,10 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
 	"github.com/changegate/changegate/test/testenv"
@@ -499,128 +495,6 @@ func getPlan(t *testing.T, plan *upgradesv1alpha1.UpgradePlan) *upgradesv1alpha1
 		t.Fatal(err)
 	}
 	return got
-}
-
-// prodObserver records, from watches, every change to a component's spec in
-// PROD and the moment each UpgradeSnapshot was verified. envtest has one
-// etcd, whose revision orders every write, so the resourceVersions of the
-// two kinds of event tell which came first.
-type prodObserver struct {
-	mu       sync.Mutex
-	changes  []string // "<rv> <namespace>/<name>"
-	changeRV []int64
-	changeAt []time.Time // when the API server wrote each change, to the second
-	verified map[string]int64
-}
-
-func observePROD(t *testing.T, a *app) *prodObserver {
-	t.Helper()
-	o := &prodObserver{verified: map[string]int64{}}
-	watcher, err := client.NewWithWatch(restConfig, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	lists := []client.ObjectList{}
-	namespaces := []string{}
-	for _, env := range []string{"main", "test"} {
-		for _, list := range []client.ObjectList{&appsv1.DeploymentList{}, &appsv1.StatefulSetList{}, &appsv1.DaemonSetList{}} {
-			lists, namespaces = append(lists, list), append(namespaces, a.namespace[env])
-		}
-	}
-	lists, namespaces = append(lists, &upgradesv1alpha1.UpgradeSnapshotList{}), append(namespaces, a.plansNS)
-	var ready sync.WaitGroup
-	for i, list := range lists {
-		w, err := watcher.Watch(ctx, list, client.InNamespace(namespaces[i]))
-		if err != nil {
-			gvk, _ := apiutil.GVKForObject(list, testenv.Scheme())
-			t.Fatalf("watching %s: %v", gvk.Kind, err)
-		}
-		ready.Add(1)
-		go o.record(w, &ready)
-	}
-	ready.Wait()
-	return o
-}
-
-func (o *prodObserver) record(w watch.Interface, ready *sync.WaitGroup) {
-	generations := map[string]int64{}
-	ready.Done()
-	for event := range w.ResultChan() {
-		obj, ok := event.Object.(client.Object)
-		if !ok {
-			continue
-		}
-		rv, _ := strconv.ParseInt(obj.GetResourceVersion(), 10, 64)
-		key := obj.GetNamespace() + "/" + obj.GetName()
-		o.mu.Lock()
-		switch snap := obj.(type) {
-		case *upgradesv1alpha1.UpgradeSnapshot:
-			if _, seen := o.verified[snap.Name]; !seen && snap.Status.VerifiedAt != nil {
-				o.verified[snap.Name] = rv
-			}
-		default:
-			if strings.HasPrefix(obj.GetName(), "clinspark-") {
-				if previous, seen := generations[key]; seen && obj.GetGeneration() != previous && event.Type == watch.Modified {
-					o.changes = append(o.changes, obj.GetResourceVersion()+" "+key)
-					o.changeRV = append(o.changeRV, rv)
-					o.changeAt = append(o.changeAt, lastWritten(obj))
-				}
-				generations[key] = obj.GetGeneration()
-			}
-		}
-		o.mu.Unlock()
-	}
-}
-
-// expectNoChangeBeforeVerification asserts that both snapshots were verified
-// and that every change to a PROD component's spec came after.
-func (o *prodObserver) expectNoChangeBeforeVerification(t *testing.T) {
-	t.Helper()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.verified) != 2 {
-		t.Fatalf("saw %d snapshots verified; want 2", len(o.verified))
-	}
-	if len(o.changes) == 0 {
-		t.Fatal("saw no change to PROD at all: the observer is blind")
-	}
-	var lastVerified int64
-	for _, rv := range o.verified {
-		lastVerified = max(lastVerified, rv)
-	}
-	for i, rv := range o.changeRV {
-		if rv < lastVerified {
-			t.Errorf("PROD changed before every snapshot was verified (at resourceVersion %d): %s", lastVerified, o.changes[i])
-		}
-	}
-}
-
-// lastWritten is when the object was last written, from its managedFields:
-// the API server's clock, to the second.
-func lastWritten(obj client.Object) time.Time {
-	var last time.Time
-	for _, entry := range obj.GetManagedFields() {
-		if entry.Time != nil && entry.Time.After(last) {
-			last = entry.Time.Time
-		}
-	}
-	return last
-}
-
-// expectWithin asserts every change to PROD was written between start and
-// end. The API server records seconds; start is a whole second, so a write
-// a moment before it shows as the second before.
-func (o *prodObserver) expectWithin(t *testing.T, start, end time.Time) {
-	t.Helper()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for i, at := range o.changeAt {
-		if at.Before(start) || at.After(end) {
-			t.Errorf("PROD changed at %s, outside the window %s to %s: %s", at.Format(time.RFC3339), start.Format(time.RFC3339), end.Format(time.RFC3339), o.changes[i])
-		}
-	}
 }
 
 func TestRollbackOverItsDeadlineStallsAndCarriesOn(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -66,6 +68,30 @@ func TestFaults(t *testing.T) {
 				t.Errorf("the manager was killed only %d times", n)
 			}
 			t.Logf("the manager was killed %d times", restarts.Load())
+		})
+	}
+
+	// One outage more in a run adds about twice as much delay as the one
+	// before (see restartAPIServerAt), so each run has few.
+	for _, run := range []struct {
+		end ending
+		at  []moment
+	}{
+		{endings[0], []moment{midBackingUp, midUpgradingPROD}},
+		{endings[1], []moment{midRollingBack}},
+	} {
+		var at []string
+		for _, m := range run.at {
+			at = append(at, m.name)
+		}
+		t.Run("the API server restarts "+strings.Join(at, " and ")+", "+run.end.name, func(t *testing.T) {
+			name := "outage-" + run.end.name
+			restarts := restartAPIServerAt(t, name, run.at...)
+			got := runUnderFaults(t, name, run.end, nil)
+			expectSameEffects(t, reference[run.end.name], got)
+			if n := restarts.Load(); n != int32(len(run.at)) {
+				t.Errorf("the API server was restarted %d times; want %d", n, len(run.at))
+			}
 		})
 	}
 
@@ -130,7 +156,9 @@ func runUnderFaults(t *testing.T, name string, end ending, during func(*app, *up
 		defer during(a, plan)()
 	}
 
-	const timeout = time.Minute
+	// Informers come back from an outage up to twice its length late
+	// (client-go's backoff), more after several in a row.
+	const timeout = 2 * time.Minute
 	create(t, plan)
 	waitForPhaseWithin(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "", timeout)
 	approveUAT(t, plan, newVersion, "alice")
@@ -298,6 +326,107 @@ func replaceChangegate(t *testing.T, run func(done <-chan struct{})) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// outagePause is how long etcd and kube-apiserver stay down when the
+// fault tests restart them.
+const outagePause = time.Second
+
+// moment is a point in a plan's run, known by changegate's first write
+// there to the app named app.
+type moment struct {
+	name string
+	is   func(app string, e effect) bool
+}
+
+var (
+	midBackingUp = moment{"mid-BackingUp", func(app string, e effect) bool {
+		return e.verb == "create" && e.kind == fmt.Sprintf("%T", &snapshotv1.VolumeSnapshot{})
+	}}
+	midUpgradingPROD = moment{"mid-UpgradingPROD", func(app string, e effect) bool {
+		return e.verb == "change" && e.kind == fmt.Sprintf("%T", &appsv1.Deployment{}) && e.namespace == app+"-main" && strings.HasPrefix(e.name, "clinspark-")
+	}}
+	midRollingBack = moment{"mid-RollingBack", func(app string, e effect) bool {
+		return e.verb == "create" && e.kind == fmt.Sprintf("%T", &batchv1.Job{}) && strings.Contains(e.name, "-restore-")
+	}}
+)
+
+// restartAPIServerAt replaces the suite's manager, until the test ends,
+// with one under which kube-apiserver and etcd stop right after changegate's
+// first write to the app named app at each moment given. Both start again
+// outagePause later, with their data, on the same ports. The manager runs
+// on throughout, as a Deployment's would while the control plane restarts
+// (an outage shorter than its leader election's renew deadline). It
+// returns the number of restarts so far.
+//
+// The manager's informers watch again after an outage with client-go's
+// backoff, which doubles with each failure and resets only after two
+// quiet minutes: each outage in a run delays the plan more than the one
+// before.
+func restartAPIServerAt(t *testing.T, app string, moments ...moment) *atomic.Int32 {
+	t.Helper()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	first := func(e effect) bool {
+		if !strings.HasPrefix(e.namespace, app+"-") {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range moments {
+			if !seen[m.name] && m.is(app, e) {
+				seen[m.name] = true
+				return true
+			}
+		}
+		return false
+	}
+	restarts := &atomic.Int32{}
+	var outages sync.WaitGroup
+	k := &killSwitch{after: func(e effect) bool {
+		if !first(e) {
+			return false
+		}
+		// Stopping here, before the write returns, leaves the manager
+		// halfway through its reconcile with no API server to go on with.
+		if err := testenv.Stop(controlPlane); err != nil {
+			t.Errorf("stopping the control plane: %v", err)
+			return false
+		}
+		restarts.Add(1)
+		outages.Add(1)
+		go func() {
+			defer outages.Done()
+			time.Sleep(outagePause)
+			if err := testenv.Resume(controlPlane); err != nil {
+				t.Errorf("starting the control plane again: %v", err)
+				return
+			}
+			// kube-controller-manager exits when it cannot renew its
+			// lease for 10 s, and starts afresh; its stand-ins do the
+			// same, or their informers, backing off, would hold the
+			// workloads and Jobs back for up to a minute.
+			stopControllers()
+			var err error
+			if stopControllers, err = startControllers(); err != nil {
+				t.Errorf("starting the test's controllers again: %v", err)
+			}
+		}()
+		return false // the manager lives on
+	}}
+	replaceChangegate(t, func(done <-chan struct{}) {
+		stop, err := startChangegateWith(k)
+		if err != nil {
+			t.Errorf("starting the manager: %v", err)
+			return
+		}
+		<-done
+		stop()
+	})
+	// Cleanups run last first: the control plane is back before the
+	// suite's manager starts again.
+	t.Cleanup(outages.Wait)
+	return restarts
 }
 
 // How the managers of the leader test elect their leader.

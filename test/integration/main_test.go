@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -30,10 +31,14 @@ var (
 	rollouts = &testenv.Rollouts{}
 	storage  = &testenv.Storage{}
 	jobs     = &testenv.Jobs{}
+	// controlPlane is the test API server and its etcd.
+	controlPlane *envtest.Environment
 	// restConfig reaches the test API server.
 	restConfig *rest.Config
 	// stopChangegate stops the running changegate manager.
 	stopChangegate func()
+	// stopControllers stops the manager of rollouts, storage and jobs.
+	stopControllers func()
 )
 
 func TestMain(m *testing.M) {
@@ -42,7 +47,15 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
-	env, err := testenv.Start()
+	// The control plane keeps its data and certificates here, so that the
+	// fault tests can restart it.
+	dir, err := os.MkdirTemp("", "changegate-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	env, err := testenv.Start(testenv.Restartable(dir))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -52,6 +65,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
 		}
 	}()
+	controlPlane = env
 	restConfig = env.Config
 
 	if k8s, err = client.New(env.Config, client.Options{Scheme: testenv.Scheme()}); err != nil {
@@ -70,20 +84,25 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	stopRollouts, err := startManager(func(mgr ctrl.Manager) error {
-		return errors.Join(rollouts.SetupWithManager(mgr), storage.SetupWithManager(mgr), jobs.SetupWithManager(mgr))
-	}, nil)
-	if err != nil {
+	if stopControllers, err = startControllers(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer stopRollouts()
+	defer func() { stopControllers() }()
 	if stopChangegate, err = startChangegate(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer func() { stopChangegate() }()
 	return m.Run()
+}
+
+// startControllers starts the manager of rollouts, storage and jobs: the
+// test's kube-controller-manager.
+func startControllers() (func(), error) {
+	return startManager(func(mgr ctrl.Manager) error {
+		return errors.Join(rollouts.SetupWithManager(mgr), storage.SetupWithManager(mgr), jobs.SetupWithManager(mgr))
+	}, nil)
 }
 
 // startChangegate starts a changegate manager as main.go does, with a

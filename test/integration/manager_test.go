@@ -13,17 +13,20 @@ import (
 )
 
 // waitForPlan polls the API server until done says the plan is as wanted.
+// It polls on through errors, as a person would while the API server
+// restarts, and names the last one if the plan never gets there.
 func waitForPlan(t *testing.T, key client.ObjectKey, timeout time.Duration, done func(*upgradesv1alpha1.UpgradePlan) bool) *upgradesv1alpha1.UpgradePlan {
 	t.Helper()
 	plan := &upgradesv1alpha1.UpgradePlan{}
+	var lastErr error
 	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		if err := k8s.Get(ctx, key, plan); err != nil {
-			return false, client.IgnoreNotFound(err)
+		if lastErr = k8s.Get(ctx, key, plan); lastErr != nil {
+			return false, nil
 		}
 		return done(plan), nil
 	})
 	if err != nil {
-		t.Fatalf("plan %s did not reach the wanted state within %s; status: %+v", key, timeout, plan.Status)
+		t.Fatalf("plan %s did not reach the wanted state within %s (last error: %v); status: %+v", key, timeout, lastErr, plan.Status)
 	}
 	return plan
 }

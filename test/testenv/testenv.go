@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,8 +12,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/changegate/changegate/controllers"
@@ -94,4 +98,60 @@ func Start(configure ...func(*envtest.Environment)) (*envtest.Environment, error
 		return nil, errors.Join(fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err), env.Stop())
 	}
 	return env, nil
+}
+
+// Restartable keeps etcd's data and kube-apiserver's certificates in dir,
+// an existing directory the caller removes when done, so that Stop and
+// Resume can stop and start them again as the same cluster.
+func Restartable(dir string) func(*envtest.Environment) {
+	return func(env *envtest.Environment) {
+		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}
+		apiServer := env.ControlPlane.GetAPIServer()
+		apiServer.CertDir = dir
+		// Without a grace period for watches, kube-apiserver waits for
+		// every open watch to end before it stops, longer than envtest
+		// waits; with one, it ends them.
+		apiServer.Configure().Set("shutdown-watch-termination-grace-period", "1s")
+	}
+}
+
+// Stop stops kube-apiserver, then etcd, of an environment started
+// Restartable, as an outage would; Resume starts them again.
+func Stop(env *envtest.Environment) error {
+	if env.ControlPlane.Etcd.DataDir == "" {
+		return errors.New("the environment keeps no data across a restart: start it Restartable")
+	}
+	if err := env.ControlPlane.APIServer.Stop(); err != nil {
+		return fmt.Errorf("stopping kube-apiserver: %w", err)
+	}
+	if err := env.ControlPlane.Etcd.Stop(); err != nil {
+		return fmt.Errorf("stopping etcd: %w", err)
+	}
+	return nil
+}
+
+// Resume starts etcd and kube-apiserver stopped by Stop, and returns once
+// kube-apiserver is ready: until then it may refuse every request (its
+// authorizer has not loaded the RBAC rules yet), and a cluster's load
+// balancer would not send it any.
+func Resume(env *envtest.Environment) error {
+	if err := env.ControlPlane.Etcd.Start(); err != nil {
+		return fmt.Errorf("starting etcd again: %w", err)
+	}
+	if err := env.ControlPlane.APIServer.Start(); err != nil {
+		return fmt.Errorf("starting kube-apiserver again: %w", err)
+	}
+	clients, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		return err
+	}
+	var lastErr error
+	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		lastErr = clients.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+		return lastErr == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("kube-apiserver is not ready 30s after it started again: %w", lastErr)
+	}
+	return nil
 }
