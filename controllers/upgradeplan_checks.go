@@ -137,11 +137,15 @@ func (r *UpgradePlanReconciler) jobAttempt(ctx context.Context, s *scope, env en
 			}
 		}
 		job = jobs.New(check.Job.Template, name, env.namespace, childLabels(s.plan))
-		if err := r.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
+		message := fmt.Sprintf("Job %s/%s started", env.namespace, name)
+		switch err := r.Create(ctx, job); {
+		case apierrors.IsAlreadyExists(err):
+			// The cache is behind; the Job's event brings the plan back.
+			message = fmt.Sprintf("Job %s/%s exists; waiting to see its status", env.namespace, name)
+		case err != nil:
 			return nil, time.Time{}, fmt.Errorf("starting check Job %s/%s: %w", env.namespace, name, err)
 		}
-		status.State = upgradesv1alpha1.CheckRunning
-		status.Message = fmt.Sprintf("Job %s/%s started", env.namespace, name)
+		status.State, status.Message = upgradesv1alpha1.CheckRunning, message
 		return nil, s.now.Add(timeout), nil
 	}
 	if err != nil {

@@ -31,13 +31,20 @@ type State struct {
 var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
 
 // Validate reports what in a window cannot be carried out: a schedule cron
-// cannot parse or a time zone the system does not know.
+// cannot parse or that never opens (the 30th of February), or a time zone
+// the system does not know.
 func Validate(w *upgradesv1alpha1.Window) error {
 	if w == nil || w.Schedule == "" {
 		return nil
 	}
-	_, _, err := recurring(w)
-	return err
+	schedule, _, err := recurring(w)
+	if err != nil {
+		return err
+	}
+	if schedule.Next(time.Now()).IsZero() {
+		return fmt.Errorf("prod.window.schedule %q never opens", w.Schedule)
+	}
+	return nil
 }
 
 func recurring(w *upgradesv1alpha1.Window) (cron.Schedule, time.Duration, error) {
@@ -75,6 +82,10 @@ func Evaluate(w *upgradesv1alpha1.Window, freezes []upgradesv1alpha1.Freeze, now
 	switch {
 	case err != nil:
 		return State{Missed: true, Message: err.Error()}
+	case opens.IsZero():
+		// cron finds no opening within five years: closed, and nothing to
+		// wait for.
+		return State{Message: fmt.Sprintf("the window does not open within five years of %s", now.UTC().Format(time.RFC3339))}
 	case missed:
 		return State{Missed: true, Message: fmt.Sprintf("the window ended at %s", closes.UTC().Format(time.RFC3339))}
 	case opens.After(now):
@@ -102,7 +113,8 @@ func Evaluate(w *upgradesv1alpha1.Window, freezes []upgradesv1alpha1.Freeze, now
 }
 
 // windowAround returns the window that is open at now, or the next one to
-// open; missed is true when a one-off window has passed.
+// open; missed is true when a one-off window has passed. A recurring window
+// with no opening within five years (cron's limit) opens at the zero time.
 func windowAround(w *upgradesv1alpha1.Window, now time.Time) (opens, closes time.Time, missed bool, err error) {
 	switch {
 	case w == nil:

@@ -24,6 +24,8 @@ func TestEvaluate(t *testing.T) {
 	fridays := &upgradesv1alpha1.Window{Schedule: "0 18 * * 5", Duration: "6h", TimeZone: "Europe/London"}
 	sundays := &upgradesv1alpha1.Window{Schedule: "0 0 * * 0", Duration: "3h", TimeZone: "Europe/London"}
 	small := &upgradesv1alpha1.Window{Schedule: "30 1 * * 0", Duration: "1h", TimeZone: "Europe/London"}
+	never := &upgradesv1alpha1.Window{Schedule: "0 0 30 2 *", Duration: "1h"}
+	leapDay := &upgradesv1alpha1.Window{Schedule: "0 0 29 2 *", Duration: "1h"}
 	freeze := []upgradesv1alpha1.Freeze{{Start: *mt("2024-11-01T17:00:00Z"), End: *mt("2024-11-01T18:00:00Z"), Reason: "lab go-live"}}
 	longFreeze := []upgradesv1alpha1.Freeze{{Start: *mt("2024-11-01T17:00:00Z"), End: *mt("2024-11-03T00:00:00Z")}}
 
@@ -60,6 +62,11 @@ func TestEvaluate(t *testing.T) {
 		// window. On 27 October 2024 it happens twice: the first one opens.
 		{"recurring, local time that does not exist", small, nil, "2025-03-29T12:00:00Z", false, false, "2025-04-06T00:30:00Z"},
 		{"recurring, local time that happens twice", small, nil, "2024-10-26T12:00:00Z", false, false, "2024-10-27T00:30:00Z"},
+		// A schedule that never fires keeps PROD closed (Validate refuses
+		// it before a plan gets here), as does the 29th of February when
+		// cron's five-year search finds none: 2100 is no leap year.
+		{"recurring, never", never, nil, "2024-11-01T12:00:00Z", false, false, ""},
+		{"recurring, none within five years", leapDay, nil, "2097-03-01T00:00:00Z", false, false, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,6 +88,8 @@ func TestValidate(t *testing.T) {
 	bad := []*upgradesv1alpha1.Window{
 		{Schedule: "0 18 * * 5", Duration: "6h", TimeZone: "Europe/Atlantis"},
 		{Schedule: "61 18 * * 5", Duration: "6h"},
+		{Schedule: "0 0 30 2 *", Duration: "1h"},
+		{Schedule: "0 0 * 1 ,", Duration: "1m"},
 	}
 	for _, w := range bad {
 		if err := Validate(w); err == nil {

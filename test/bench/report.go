@@ -154,6 +154,9 @@ type Setup struct {
 	ApprovalsPerSecond float64  `json:"approvalsPerSecond"`
 	QuietSeconds       float64  `json:"quietSeconds"`
 	ManagerFlags       []string `json:"managerFlags"`
+	// ManagerEnv is the environment config/manager gives the manager's
+	// container, which the run gave it too.
+	ManagerEnv []string `json:"managerEnv"`
 	// ManagerBinary is "main.go" when the run built the manager, else the
 	// binary it was given.
 	ManagerBinary string `json:"managerBinary"`
@@ -269,6 +272,10 @@ type Target struct {
 
 // report turns the results into the report.
 func (r *results) report() (*Report, error) {
+	env, err := deploymentEnv()
+	if err != nil {
+		return nil, err
+	}
 	rep := &Report{
 		Date:    time.Now().UTC().Format(time.RFC3339),
 		Commit:  commit(),
@@ -276,6 +283,7 @@ func (r *results) report() (*Report, error) {
 		Setup: Setup{Plans: len(r.names), RollbackPlans: len(r.rollingBack), Environments: environments,
 			ApprovalsPerSecond: r.options.rate, QuietSeconds: r.options.quiet.Seconds(),
 			ManagerFlags:  []string{"--leader-elect=false", "--metrics-bind-address=127.0.0.1:<free>", "--health-probe-bind-address=127.0.0.1:<free>"},
+			ManagerEnv:    env,
 			ManagerBinary: "main.go"},
 		SetupSeconds: round(r.setupSeconds, 1),
 		WallSeconds:  round(r.wallSeconds, 1),
@@ -594,7 +602,8 @@ func (rep *Report) markdown() string {
 	if rep.Setup.ManagerBinary != "main.go" {
 		built = "the binary " + rep.Setup.ManagerBinary + " (-manager), not main.go"
 	}
-	p("- manager: %s, its own process, default flags except %s", built, strings.Join(rep.Setup.ManagerFlags, " "))
+	p("- manager: %s, its own process, default flags except %s; environment from config/manager: %s",
+		built, strings.Join(rep.Setup.ManagerFlags, " "), strings.Join(rep.Setup.ManagerEnv, " "))
 	p("")
 	p("## Targets")
 	p("")
