@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -203,6 +204,32 @@ func TestNamespaceNotOptedInIsNotTouched(t *testing.T) {
 	}
 	a.expectImages(t, "val", oldVersion)
 	labelNamespace(t, a.namespace["main"], a.plansNS)
+	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
+}
+
+// A window on the 30th of February never opens: the plan says so before it
+// touches anything, and goes on once the schedule is fixed.
+func TestWindowThatNeverOpensStallsThePlan(t *testing.T) {
+	a := newApp(t, "never")
+	plan := a.plan("never-opens")
+	plan.Spec.PROD.Window = &upgradesv1alpha1.Window{Schedule: "0 18 30 2 *", Duration: "6h"}
+	create(t, plan)
+	got := waitForPlan(t, client.ObjectKeyFromObject(plan), 30*time.Second, func(p *upgradesv1alpha1.UpgradePlan) bool {
+		return condition(p, upgradesv1alpha1.ConditionStalled).Status == metav1.ConditionTrue
+	})
+	expectCondition(t, got, upgradesv1alpha1.ConditionStalled, metav1.ConditionTrue, upgradesv1alpha1.ReasonInvalidSpec)
+	if msg := condition(got, upgradesv1alpha1.ConditionStalled).Message; !strings.Contains(msg, "never opens") {
+		t.Errorf("the message %q does not say the window never opens", msg)
+	}
+	if got.Status.Phase != upgradesv1alpha1.PhasePending {
+		t.Errorf("phase %s; want Pending", got.Status.Phase)
+	}
+	a.expectImages(t, "val", oldVersion)
+
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"prod":{"window":{"schedule":"0 18 * * 5"}}}}`))
+	if err := k8s.Patch(context.Background(), plan, patch); err != nil {
+		t.Fatal(err)
+	}
 	waitForPhase(t, plan, upgradesv1alpha1.PhaseAwaitingUATApproval, "")
 }
 
