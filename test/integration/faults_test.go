@@ -71,14 +71,14 @@ func TestFaults(t *testing.T) {
 		})
 	}
 
-	// One outage more in a run adds about twice as much delay as the one
-	// before (see restartAPIServerAt), so each run has few.
+	// Each outage in a run delays the plan more than the one before (see
+	// restartAPIServerAt), so a run has no more than three.
 	for _, run := range []struct {
 		end ending
 		at  []moment
 	}{
 		{endings[0], []moment{midBackingUp, midUpgradingPROD}},
-		{endings[1], []moment{midRollingBack}},
+		{endings[1], []moment{midBackingUp, midUpgradingPROD, midRollingBack}},
 	} {
 		var at []string
 		for _, m := range run.at {
@@ -402,10 +402,11 @@ func restartAPIServerAt(t *testing.T, app string, moments ...moment) *atomic.Int
 				t.Errorf("starting the control plane again: %v", err)
 				return
 			}
-			// kube-controller-manager exits when it cannot renew its
-			// lease for 10 s, and starts afresh; its stand-ins do the
-			// same, or their informers, backing off, would hold the
-			// workloads and Jobs back for up to a minute.
+			// The stand-ins for kube-controller-manager run for the
+			// whole suite: their informers' backoff, which grows with
+			// each outage and resets only after two quiet minutes, would
+			// hold workloads and Jobs back for a minute and more. They
+			// start afresh; changegate's manager gets no such help.
 			stopControllers()
 			var err error
 			if stopControllers, err = startControllers(); err != nil {

@@ -10,89 +10,124 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	upgradesv1alpha1 "github.com/changegate/changegate/api/v1alpha1"
 	"github.com/changegate/changegate/test/testenv"
 )
 
-// prodObserver records, from informers, every change to a component's spec
-// in PROD and the moment each UpgradeSnapshot was verified. envtest has one
+// prodObserver records, from watches, every change to a component's spec in
+// PROD and the moment each UpgradeSnapshot was verified. envtest has one
 // etcd, whose revision orders every write, so the resourceVersions of the
-// two kinds of event tell which came first. Informers watch again, and list
-// what they missed, when the API server restarts, so the observer sees
-// through an outage: a workload changed while it could not watch shows as
-// one change, at the resourceVersion of the last.
+// two kinds of event tell which came first. When the API server restarts,
+// each watch starts again from the last resourceVersion it saw; the suite's
+// API server serves watches from etcd (testenv.Restartable), which replays
+// every event since, so the observer misses nothing through an outage, or
+// says so.
 type prodObserver struct {
 	mu       sync.Mutex
 	changes  []string // "<rv> <namespace>/<name>"
 	changeRV []int64
 	changeAt []time.Time // when the API server wrote each change, to the second
 	verified map[string]int64
-	// seen is the resourceVersion of each object as last seen, by kind
-	// and key; namespaces are the ones watched.
-	seen       map[string]string
+	// seen is the resourceVersion, and generations the generation, of each
+	// object as last seen, by seenKey.
+	seen        map[string]string
+	generations map[string]int64
+	// lost names the watches that could not start again where they
+	// stopped.
+	lost       []string
 	namespaces []string
 }
 
 func observePROD(t *testing.T, a *app) *prodObserver {
 	t.Helper()
-	o := &prodObserver{verified: map[string]int64{}, seen: map[string]string{}, namespaces: []string{a.namespace["main"], a.namespace["test"], a.plansNS}}
-	namespaces := map[string]cache.Config{}
-	for _, ns := range o.namespaces {
-		namespaces[ns] = cache.Config{}
-	}
-	informers, err := cache.New(restConfig, cache.Options{Scheme: testenv.Scheme(), DefaultNamespaces: namespaces})
+	o := &prodObserver{verified: map[string]int64{}, seen: map[string]string{}, generations: map[string]int64{},
+		namespaces: []string{a.namespace["main"], a.namespace["test"], a.plansNS}}
+	watcher, err := client.NewWithWatch(restConfig, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	handler := toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { o.record(nil, obj.(client.Object)) },
-		UpdateFunc: func(old, obj any) {
-			o.record(old.(client.Object), obj.(client.Object))
-		},
-	}
-	for _, list := range observedLists() {
-		obj := listItem(list)
-		informer, err := informers.GetInformer(ctx, obj)
-		if err != nil {
-			t.Fatalf("watching %T: %v", obj, err)
+	for _, ns := range o.namespaces {
+		for _, list := range observedLists() {
+			w, err := watcher.Watch(ctx, list, client.InNamespace(ns))
+			if err != nil {
+				t.Fatalf("watching %T in %s: %v", list, ns, err)
+			}
+			go o.follow(ctx, watcher, w, list, ns)
 		}
-		if _, err := informer.AddEventHandler(handler); err != nil {
-			t.Fatal(err)
-		}
-	}
-	go func() { _ = informers.Start(ctx) }()
-	if !informers.WaitForCacheSync(ctx) {
-		t.Fatal("the PROD observer's informers did not sync")
 	}
 	return o
 }
 
-// record notes a PROD workload whose generation moved from old's, and the
-// first sight of each UpgradeSnapshot verified.
-func (o *prodObserver) record(old, obj client.Object) {
-	rv, _ := strconv.ParseInt(obj.GetResourceVersion(), 10, 64)
+// follow records the events of w, a watch of list in namespace ns, and
+// when it ends watches again from the last resourceVersion seen, until ctx
+// is done.
+func (o *prodObserver) follow(ctx context.Context, watcher client.WithWatch, w watch.Interface, list client.ObjectList, ns string) {
+	var rv string
+	for {
+		for event := range w.ResultChan() {
+			if event.Type == watch.Error {
+				if err := apierrors.FromObject(event.Object); apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+					o.lose(fmt.Sprintf("%T in %s from resourceVersion %s: %v", list, ns, rv, err))
+					w.Stop()
+					return
+				}
+				break
+			}
+			if obj, ok := event.Object.(client.Object); ok {
+				rv = obj.GetResourceVersion()
+				o.record(event.Type, obj)
+			}
+		}
+		w.Stop()
+		for {
+			if ctx.Err() != nil {
+				return
+			}
+			var err error
+			if w, err = watcher.Watch(ctx, list, client.InNamespace(ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}}); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func (o *prodObserver) lose(watch string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.seen[seenKey(obj)] = obj.GetResourceVersion()
+	o.lost = append(o.lost, watch)
+}
+
+// record notes a PROD workload whose generation moved, and the first sight
+// of each UpgradeSnapshot verified.
+func (o *prodObserver) record(event watch.EventType, obj client.Object) {
+	rv, _ := strconv.ParseInt(obj.GetResourceVersion(), 10, 64)
+	key := seenKey(obj)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seen[key] = obj.GetResourceVersion()
 	switch obj := obj.(type) {
 	case *upgradesv1alpha1.UpgradeSnapshot:
 		if _, seen := o.verified[obj.Name]; !seen && obj.Status.VerifiedAt != nil {
 			o.verified[obj.Name] = rv
 		}
 	default:
-		if old != nil && strings.HasPrefix(obj.GetName(), "clinspark-") && obj.GetGeneration() != old.GetGeneration() {
+		previous, seen := o.generations[key]
+		if seen && event == watch.Modified && obj.GetGeneration() != previous && strings.HasPrefix(obj.GetName(), "clinspark-") {
 			o.changes = append(o.changes, obj.GetResourceVersion()+" "+obj.GetNamespace()+"/"+obj.GetName())
 			o.changeRV = append(o.changeRV, rv)
 			o.changeAt = append(o.changeAt, lastWritten(obj))
 		}
+		o.generations[key] = obj.GetGeneration()
 	}
 }
 
@@ -101,27 +136,20 @@ func observedLists() []client.ObjectList {
 	return []client.ObjectList{&appsv1.DeploymentList{}, &appsv1.StatefulSetList{}, &appsv1.DaemonSetList{}, &upgradesv1alpha1.UpgradeSnapshotList{}}
 }
 
-// listItem is an empty object of the kind list holds.
-func listItem(list client.ObjectList) client.Object {
-	switch list.(type) {
-	case *appsv1.DeploymentList:
-		return &appsv1.Deployment{}
-	case *appsv1.StatefulSetList:
-		return &appsv1.StatefulSet{}
-	case *appsv1.DaemonSetList:
-		return &appsv1.DaemonSet{}
-	}
-	return &upgradesv1alpha1.UpgradeSnapshot{}
-}
-
 func seenKey(obj client.Object) string {
 	return fmt.Sprintf("%T %s/%s", obj, obj.GetNamespace(), obj.GetName())
 }
 
 // catchUp waits until the observer has seen every object it watches as the
-// API server now has it: after an outage, informers come back late.
+// API server now has it: after an outage, its watches come back late.
 func (o *prodObserver) catchUp(t *testing.T) {
 	t.Helper()
+	o.mu.Lock()
+	lost := o.lost
+	o.mu.Unlock()
+	if len(lost) > 0 {
+		t.Fatalf("the PROD observer could not watch on after an outage: %s", strings.Join(lost, "; "))
+	}
 	var behind string
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		for _, ns := range o.namespaces {

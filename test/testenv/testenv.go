@@ -112,6 +112,11 @@ func Restartable(dir string) func(*envtest.Environment) {
 		// every open watch to end before it stops, longer than envtest
 		// waits; with one, it ends them.
 		apiServer.Configure().Set("shutdown-watch-termination-grace-period", "1s")
+		// Watches are served from etcd, which replays every event since
+		// any resourceVersion it still holds: a watch that ends with an
+		// outage can start again where it stopped. The API server's watch
+		// cache starts afresh with it and would answer 410 Gone.
+		apiServer.Configure().Set("watch-cache", "false")
 	}
 }
 
