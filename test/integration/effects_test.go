@@ -161,6 +161,19 @@ func countingClient(k *killSwitch) client.NewClientFunc {
 		describe := func(verb string, obj client.Object) effect {
 			return effect{verb: verb, kind: fmt.Sprintf("%T", obj), namespace: obj.GetNamespace(), name: obj.GetName()}
 		}
+		// landed records a write whose answer the manager did not wait
+		// for, because it was stopping, if the write changed obj all the
+		// same, by what a fresh read shows.
+		landed := func(ctx context.Context, err error, verb string, obj client.Object, changed func(current client.Object, err error) bool) bool {
+			if !errors.Is(err, context.Canceled) || ctx.Err() == nil {
+				return false
+			}
+			current := obj.DeepCopyObject().(client.Object)
+			if changed(current, c.Get(context.Background(), client.ObjectKeyFromObject(obj), current)) {
+				effects.add(describe(verb, obj))
+			}
+			return true
+		}
 		alive := func() error {
 			if l.dead() {
 				return errKilled
@@ -184,13 +197,23 @@ func countingClient(k *killSwitch) client.NewClientFunc {
 				if err := alive(); err != nil {
 					return err
 				}
-				return wrote(c.Create(ctx, obj, opts...), describe("create", obj), true)
+				err := c.Create(ctx, obj, opts...)
+				if landed(ctx, err, "create", obj, func(_ client.Object, err error) bool { return err == nil }) {
+					return err
+				}
+				return wrote(err, describe("create", obj), true)
 			},
 			Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 				if err := alive(); err != nil {
 					return err
 				}
-				return wrote(c.Delete(ctx, obj, opts...), describe("delete", obj), true)
+				err := c.Delete(ctx, obj, opts...)
+				if landed(ctx, err, "delete", obj, func(current client.Object, err error) bool {
+					return apierrors.IsNotFound(err) || (err == nil && current.GetDeletionTimestamp() != nil)
+				}) {
+					return err
+				}
+				return wrote(err, describe("delete", obj), true)
 			},
 			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
 				if err := alive(); err != nil {
@@ -198,6 +221,9 @@ func countingClient(k *killSwitch) client.NewClientFunc {
 				}
 				before := version(obj)
 				err := c.Update(ctx, obj, opts...)
+				if landed(ctx, err, "change", obj, func(current client.Object, err error) bool { return err == nil && version(current) != before }) {
+					return err
+				}
 				return wrote(err, describe("change", obj), version(obj) != before)
 			},
 			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
@@ -206,6 +232,9 @@ func countingClient(k *killSwitch) client.NewClientFunc {
 				}
 				before := version(obj)
 				err := c.Patch(ctx, obj, patch, opts...)
+				if landed(ctx, err, "change", obj, func(current client.Object, err error) bool { return err == nil && version(current) != before }) {
+					return err
+				}
 				return wrote(err, describe("change", obj), version(obj) != before)
 			},
 			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
