@@ -7,10 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,9 +110,11 @@ func Start(configure ...func(*envtest.Environment)) (*envtest.Environment, error
 // Resume can stop and start them again as the same cluster.
 func Restartable(dir string) func(*envtest.Environment) {
 	return func(env *envtest.Environment) {
-		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}
+		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd"),
+			URL: &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(stablePort()))}}
 		apiServer := env.ControlPlane.GetAPIServer()
 		apiServer.CertDir = dir
+		apiServer.SecurePort = stablePort()
 		// Without a grace period for watches, kube-apiserver waits for
 		// every open watch to end before it stops, longer than envtest
 		// waits; with one, it ends them.
@@ -117,7 +124,39 @@ func Restartable(dir string) func(*envtest.Environment) {
 		// outage can start again where it stopped. The API server's watch
 		// cache starts afresh with it and would answer 410 Gone.
 		apiServer.Configure().Set("watch-cache", "false")
+		// What they print goes to files in dir, for when one does not
+		// come back.
+		for name, out := range map[string]*io.Writer{"etcd": &env.ControlPlane.Etcd.Out, "kube-apiserver": &apiServer.Out} {
+			if f, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err == nil {
+				*out = f
+			}
+		}
+		env.ControlPlane.Etcd.Err, apiServer.Err = env.ControlPlane.Etcd.Out, apiServer.Out
 	}
+}
+
+// stablePort returns a free port of 127.0.0.1 below Linux's range of
+// ephemeral ports (32768 and up). While etcd or kube-apiserver is down, any
+// connection the machine opens may take a free ephemeral port as its own,
+// and the server could not listen on it again.
+func stablePort() int {
+	for {
+		port := 20000 + rand.IntN(12000)
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			_ = l.Close()
+			return port
+		}
+	}
+}
+
+// logTail is the end of what component printed, for an error message.
+func logTail(env *envtest.Environment, component string) string {
+	data, err := os.ReadFile(filepath.Join(env.ControlPlane.APIServer.CertDir, component+".log"))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return "; the end of its log:\n" + strings.Join(lines[max(0, len(lines)-15):], "\n")
 }
 
 // Stop stops kube-apiserver, then etcd, of an environment started
@@ -141,10 +180,10 @@ func Stop(env *envtest.Environment) error {
 // balancer would not send it any.
 func Resume(env *envtest.Environment) error {
 	if err := env.ControlPlane.Etcd.Start(); err != nil {
-		return fmt.Errorf("starting etcd again: %w", err)
+		return fmt.Errorf("starting etcd again: %w%s", err, logTail(env, "etcd"))
 	}
 	if err := env.ControlPlane.APIServer.Start(); err != nil {
-		return fmt.Errorf("starting kube-apiserver again: %w", err)
+		return fmt.Errorf("starting kube-apiserver again: %w%s", err, logTail(env, "kube-apiserver"))
 	}
 	clients, err := kubernetes.NewForConfig(env.Config)
 	if err != nil {
