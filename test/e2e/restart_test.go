@@ -34,7 +34,8 @@ func restartControlPlane(t *testing.T) {
 func TestControlPlaneRestarts(t *testing.T) {
 	if os.Getenv("E2E_RESTARTS") == "" {
 		t.Skip("runs only with E2E_RESTARTS=1 (make test-restarts): after the restart, kwok, which plays the kubelets, " +
-			"sometimes stops playing pods (2 of 3 runs passed), which fails the scenario and the ones after it for reasons outside changegate")
+			"sometimes stops playing pods (2 of 3 runs passed), which fails the scenario and the ones after it for reasons outside changegate; " +
+			"restarts of kube-apiserver and etcd under the manager run in every CI run in test/integration (TestFaults)")
 	}
 	a := newApp(t, "restart")
 	// A rollout the outage interrupts must not run out of time: the

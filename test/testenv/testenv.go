@@ -110,11 +110,15 @@ func Start(configure ...func(*envtest.Environment)) (*envtest.Environment, error
 // Resume can stop and start them again as the same cluster.
 func Restartable(dir string) func(*envtest.Environment) {
 	return func(env *envtest.Environment) {
+		etcdPort, apiPort := stablePort(), stablePort()
+		for apiPort == etcdPort {
+			apiPort = stablePort()
+		}
 		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd"),
-			URL: &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(stablePort()))}}
+			URL: &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(etcdPort))}}
 		apiServer := env.ControlPlane.GetAPIServer()
 		apiServer.CertDir = dir
-		apiServer.SecurePort = stablePort()
+		apiServer.SecurePort = apiPort
 		// Without a grace period for watches, kube-apiserver waits for
 		// every open watch to end before it stops, longer than envtest
 		// waits; with one, it ends them.
