@@ -221,7 +221,7 @@ func countingClient(k *killSwitch) client.NewClientFunc {
 				}
 				before := version(obj)
 				err := c.Update(ctx, obj, opts...)
-				if landed(ctx, err, "change", obj, func(current client.Object, err error) bool { return err == nil && version(current) != before }) {
+				if landed(ctx, err, "change", obj, movedFrom(before)) {
 					return err
 				}
 				return wrote(err, describe("change", obj), version(obj) != before)
@@ -232,7 +232,7 @@ func countingClient(k *killSwitch) client.NewClientFunc {
 				}
 				before := version(obj)
 				err := c.Patch(ctx, obj, patch, opts...)
-				if landed(ctx, err, "change", obj, func(current client.Object, err error) bool { return err == nil && version(current) != before }) {
+				if landed(ctx, err, "change", obj, movedFrom(before)) {
 					return err
 				}
 				return wrote(err, describe("change", obj), version(obj) != before)
@@ -253,6 +253,12 @@ func countingClient(k *killSwitch) client.NewClientFunc {
 			},
 		}), nil
 	}
+}
+
+// movedFrom says, of a fresh read, whether the object's version moved from
+// before.
+func movedFrom(before string) func(current client.Object, err error) bool {
+	return func(current client.Object, err error) bool { return err == nil && version(current) != before }
 }
 
 // version tells whether a write changed an object: the generation of a

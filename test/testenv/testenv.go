@@ -118,7 +118,7 @@ func Restartable(dir string) func(*envtest.Environment) {
 			URL: &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(etcdPort))}}
 		apiServer := env.ControlPlane.GetAPIServer()
 		apiServer.CertDir = dir
-		apiServer.SecurePort = apiPort
+		apiServer.Address, apiServer.Port = "127.0.0.1", strconv.Itoa(apiPort) // its secure serving address
 		// Without a grace period for watches, kube-apiserver waits for
 		// every open watch to end before it stops, longer than envtest
 		// waits; with one, it ends them.
